@@ -1,0 +1,265 @@
+//! The seam every execution backend plugs into.
+//!
+//! A backend runs one [`TaskSpec`] to its end ([`Completion::Finished`]) or hands it off to
+//! something that reports on its own ([`Completion::Dispatched`]), or fails with a [`Failure`]
+//! that carries the upstream wire reason. `execute` blocks; the supervisor runs it on the task's
+//! own thread and makes it return early through the task's [`CancelToken`].
+//!
+//! One backend never imports another.
+
+pub mod cancel;
+pub mod command;
+pub mod direct;
+
+use std::fmt;
+
+pub use cancel::{CancelSource, CancelToken};
+
+use crate::task::TaskSpec;
+
+/// How a task ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// The task ran here and finished successfully.
+    Finished,
+    /// The task was handed to an external system that reports its outcome itself
+    /// (the command backend). The worker sends no terminal message for it.
+    Dispatched,
+}
+
+/// Identifies one execution of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskRef {
+    pub task_id: String,
+    pub execution_id: Option<String>,
+}
+
+impl fmt::Display for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.execution_id {
+            Some(e) => write!(f, "{} (execution {e})", self.task_id),
+            None => f.write_str(&self.task_id),
+        }
+    }
+}
+
+/// A classified task failure: the wire reason, the agent's exit code when one was observed
+/// (normalised to 128+signal for signal deaths) and a message for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: FailureReason,
+    pub exit_code: Option<i32>,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(reason: FailureReason, message: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            exit_code: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn with_exit_code(mut self, code: i32) -> Self {
+        self.exit_code = Some(code);
+        self
+    }
+
+    /// The failure of a task whose cancellation token fired.
+    pub fn cancelled() -> Self {
+        Failure::new(FailureReason::TaskCancelled, "task cancelled")
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.reason.as_str())?;
+        if let Some(code) = self.exit_code {
+            write!(f, ", exit code {code}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Failure {}
+
+macro_rules! failure_reasons {
+    ($($variant:ident => $text:literal,)*) => {
+        /// The `failure_reason` strings of the wire protocol; the server mirrors this list.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum FailureReason { $($variant,)* }
+
+        impl FailureReason {
+            /// Every reason, in wire order (used to prime metrics).
+            pub const ALL: &'static [FailureReason] = &[$(FailureReason::$variant,)*];
+
+            /// The wire string.
+            pub fn as_str(self) -> &'static str {
+                match self { $(FailureReason::$variant => $text,)* }
+            }
+        }
+    };
+}
+
+failure_reasons! {
+    Unknown => "unknown",
+    TaskTimeout => "task_timeout",
+    TaskCancelled => "task_cancelled",
+    GracefulShutdown => "graceful_shutdown",
+    ImagePull => "image_pull",
+    SidecarPrep => "sidecar_prep",
+    ContainerCreate => "container_create",
+    ContainerStart => "container_start",
+    ContainerWait => "container_wait",
+    ContainerExit => "container_exit",
+    ContainerOom => "container_oom",
+    WorkspaceSetup => "workspace_setup",
+    SetupCommand => "setup_command",
+    AgentInvocation => "agent_invocation",
+    TeardownCommand => "teardown_command",
+    DispatchCommand => "dispatch_command",
+    DispatchTimeout => "dispatch_timeout",
+    CancelCommand => "cancel_command",
+    JobCreate => "job_create",
+    JobWatch => "job_watch",
+    JobFailed => "job_failed",
+    Evicted => "evicted",
+    PodWatch => "pod_watch",
+    Unschedulable => "unschedulable",
+    VolumeMount => "volume_mount",
+    InitContainer => "init_container",
+    InvalidImage => "invalid_image",
+    ActiveDeadline => "active_deadline",
+    Cleanup => "cleanup",
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which backend runs tasks (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    Docker,
+    Direct,
+    Kubernetes,
+    Command,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 4] = [
+        BackendKind::Docker,
+        BackendKind::Direct,
+        BackendKind::Kubernetes,
+        BackendKind::Command,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Docker => "docker",
+            BackendKind::Direct => "direct",
+            BackendKind::Kubernetes => "kubernetes",
+            BackendKind::Command => "command",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BackendKind> {
+        BackendKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line of a `check` report: what was probed and what was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeLine {
+    pub ok: bool,
+    pub what: String,
+}
+
+impl ProbeLine {
+    pub fn ok(what: impl Into<String>) -> Self {
+        ProbeLine {
+            ok: true,
+            what: what.into(),
+        }
+    }
+    pub fn failed(what: impl Into<String>) -> Self {
+        ProbeLine {
+            ok: false,
+            what: what.into(),
+        }
+    }
+}
+
+/// Worker-level facts every backend may need at construction.
+#[derive(Debug, Clone)]
+pub struct BackendContext {
+    pub worker_id: String,
+    /// Remove containers/workspaces after each task.
+    pub cleanup: bool,
+    /// `--server-root-url`.
+    pub server_root_url: String,
+    pub timing: crate::settings::Timing,
+}
+
+/// An execution backend.
+pub trait Backend: Send + Sync {
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+
+    /// Runs one task. Blocks until the task finishes, is handed off, or fails. Must return
+    /// promptly (with [`Failure::cancelled`] or whatever the task's own failure was) once
+    /// `cancel` fires.
+    fn execute(&self, spec: &TaskSpec, cancel: &CancelToken) -> Result<Completion, Failure>;
+
+    /// Backend-side cancellation of one execution, running or dispatched: kill the process
+    /// group, remove the container, delete the Job, run the cancel command. Idempotent; called
+    /// on a short-lived thread, never on the supervisor's.
+    fn cancel(&self, task: &TaskRef) -> Result<(), String> {
+        let _ = task;
+        Ok(())
+    }
+
+    /// True when tasks keep running across a worker shutdown (command, kubernetes): the
+    /// supervisor then leaves them alone instead of cancelling them.
+    fn preserves_tasks_on_shutdown(&self) -> bool {
+        false
+    }
+
+    /// Probes what this backend needs (for `check` and readiness). Each line says what was
+    /// checked; a failed line says what to fix.
+    fn probe(&self) -> Vec<ProbeLine>;
+
+    /// Called once when the worker stops, after every task thread has returned or timed out.
+    fn shutdown(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_have_unique_wire_strings() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in FailureReason::ALL {
+            assert!(seen.insert(r.as_str()), "duplicate {}", r.as_str());
+        }
+        assert_eq!(FailureReason::ALL.len(), 29);
+    }
+
+    #[test]
+    fn backend_kind_round_trips() {
+        for k in BackendKind::ALL {
+            assert_eq!(BackendKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(BackendKind::parse("podman"), None);
+    }
+}

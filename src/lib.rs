@@ -1,0 +1,23 @@
+//! oz-agent-worker: a self-hosted worker for Oz cloud agents.
+//!
+//! The worker keeps one WebSocket to the Oz control plane ([`link`]), receives task assignments
+//! ([`protocol`]), turns each into a [`task::TaskSpec`], runs it on its own thread through a
+//! [`backend::Backend`], and reports exactly one outcome per task ([`supervisor`]).
+//!
+//! The crate is synchronous by design: threads, crossbeam channels and `poll(2)`; no async
+//! runtime. See `DESIGN.md` in the team's shared folder and the README for the big picture.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod link;
+pub mod logging;
+pub mod protocol;
+pub mod settings;
+pub mod supervisor;
+pub mod task;
+
+/// The version stamped into `--version`, `X-Warp-Worker-Version` and metrics.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

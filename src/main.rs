@@ -1,0 +1,7 @@
+//! Process entry: arguments -> settings -> logging -> backend -> supervisor; exit codes.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,1 @@
+//! Test support: fake Oz server, harness for the real binary.
