@@ -273,7 +273,6 @@ flag keeps its last value. Precedence: flag, then environment, then config file,
     }
     let _ = writeln!(out, ".SH CONFIGURATION FILE\n{CONFIG_FILE_ROFF}");
     out.push_str(".SH ENVIRONMENT\n.TP\n\\fBWARP_API_KEY\\fR\nThe API key, when neither \\fB\\-\\-api\\-key\\fR nor \\fB\\-\\-api\\-key\\-file\\fR is given.\n");
-    out.push_str(".TP\n\\fBRUST_LOG\\fR\nNot used; see \\fB\\-\\-log\\-level\\fR.\n");
     for var in TIMING_ENV {
         let _ = writeln!(
             out,

@@ -240,6 +240,9 @@ fn yaml_error(err: &serde_norway::Error) -> DecodeError {
     } else if let Some(rest) = msg.strip_prefix("duplicate field `") {
         let key = rest.split('`').next().unwrap_or_default();
         format!("duplicate key {key:?} in {place}")
+    } else if let Some(rest) = msg.strip_prefix("duplicate entry with key ") {
+        // The schema-free pass reports duplicates this way, without a path.
+        format!("duplicate key {rest}")
     } else if msg.starts_with("deserializing from YAML containing more than one document") {
         "the file contains more than one YAML document".to_owned()
     } else {
@@ -481,4 +484,4 @@ fn opaque(key: &str, v: Option<&serde_norway::Value>) -> Result<Option<serde_jso
 
 #[cfg(test)]
 #[path = "file_tests.rs"]
-mod tests;
+pub(crate) mod tests;
