@@ -483,5 +483,5 @@ fn opaque(key: &str, v: Option<&serde_norway::Value>) -> Result<Option<serde_jso
 }
 
 #[cfg(test)]
-#[path = "file_tests.rs"]
+#[path = "file_tests/mod.rs"]
 pub(crate) mod tests;
