@@ -410,7 +410,7 @@ debugging. Wins over \fBcleanup: true\fR in the config file.",
         repeatable: true,
         category: Category::Backend,
         doc_short: "Docker backend: bind mount into every task container.",
-        doc_long: r"Docker backend: bind \fISRC\fR (host path or volume name) at the absolute path
+        doc_long: r"Docker backend: bind \fISRC\fR (an absolute host path or a volume name) at the absolute path
 \fIDST\fR in every task container. \fIOPTS\fR is a comma-separated list of \fBro\fR, \fBrw\fR,
 \fBz\fR, \fBZ\fR, \fBnocopy\fR and a propagation mode (\fBshared\fR, \fBslave\fR,
 \fBprivate\fR, \fBrshared\fR, \fBrslave\fR, \fBrprivate\fR). Repeatable; added after the config

@@ -55,6 +55,16 @@ pub fn check_volume(spec: &str) -> Result<(), String> {
     if src.is_empty() {
         return Err("the source (host path or volume name) is empty".to_owned());
     }
+    // Docker takes an absolute host path or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*).
+    let volume_name = src.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && src
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !src.starts_with('/') && !volume_name {
+        return Err(format!(
+            "the source {src:?} must be an absolute host path or a volume name"
+        ));
+    }
     if !dst.starts_with('/') {
         return Err(format!(
             "the destination {dst:?} must be an absolute path in the container"
@@ -193,8 +203,8 @@ mod tests {
             "/a:/b:private",
             "/a:/b:rslave",
             "/a:/b:rprivate",
-            "./rel:/b",
             "/a,b:/c,d",
+            "my_vol.1-x:/data",
         ] {
             assert_eq!(check_volume(v), Ok(()), "{v}");
         }
@@ -207,6 +217,22 @@ mod tests {
             ("/a", "expected SRC:DST or SRC:DST:OPTS"),
             ("/a:/b:ro:x", "expected SRC:DST or SRC:DST:OPTS"),
             (":/b", "the source (host path or volume name) is empty"),
+            (
+                "./rel:/b",
+                "the source \"./rel\" must be an absolute host path or a volume name",
+            ),
+            (
+                "rel/dir:/b",
+                "the source \"rel/dir\" must be an absolute host path or a volume name",
+            ),
+            (
+                "~/x:/b",
+                "the source \"~/x\" must be an absolute host path or a volume name",
+            ),
+            (
+                "_v:/b",
+                "the source \"_v\" must be an absolute host path or a volume name",
+            ),
             (
                 "/a:b",
                 "the destination \"b\" must be an absolute path in the container",

@@ -1,5 +1,28 @@
 //! The Go worker's `internal/config/config_test.go` checklist, plus the newer keys and every
 //! decode/validation message.
+//!
+//! Go test → Rust test: TestLoadValidDockerConfig → `load_valid_docker_config`;
+//! TestLoadKubernetesCodingCLISidecars → `kubernetes::load_kubernetes_coding_cli_sidecars`;
+//! TestLoadMinimalConfig → `load_minimal_config`; TestLoadCleanupDefaultTrue →
+//! `load_cleanup_true`; TestLoadInvalidYAML → `load_invalid_yaml`; TestLoadUnknownField →
+//! `load_unknown_top_level_key`; TestLoadEmptyEnvName → `load_empty_env_name`;
+//! TestLoadEnvNameWithWhitespace → `load_env_name_with_whitespace`; TestLoadEnvInheritFromHost →
+//! `load_env_inherit_from_host`; TestResolveEnv / TestResolveEnvMissingHostVar →
+//! `merge_tests::environment::{env_merge_docker, resolve_env_missing_host_var_is_empty}`;
+//! TestLoadValidDirectConfig → `load_valid_direct_config`; TestLoadDirectConfigWithTargetDir →
+//! `load_direct_config_with_target_dir`; TestLoadValidKubernetesConfig →
+//! `kubernetes::load_valid_kubernetes_config`; TestLoadInvalidKubernetesPullPolicy →
+//! `kubernetes::load_invalid_kubernetes_pull_policy`; TestLoadBothBackendsError →
+//! `load_both_backends_error`; TestLoadFileNotFound → `load_file_not_found`;
+//! TestLoadValidCommandConfig → `load_valid_command_config`;
+//! TestLoadCommandConfigRequiresDispatchCommand → `load_command_config_requires_dispatch_command`;
+//! TestLoadCommandAndDockerBackendsError → `load_command_and_docker_backends_error`;
+//! TestLoadIdleOnComplete → `load_idle_on_complete`; TestLoadValidKubernetesPodTemplateConfig →
+//! `kubernetes::load_valid_kubernetes_pod_template_with_secret_key_ref`;
+//! TestLoadKubernetesDefaultImage / TestLoadKubernetesSidecarImage →
+//! `kubernetes::load_kubernetes_{default,sidecar}_image`; TestLoadLegacyKubernetesFieldRejected
+//! → `kubernetes::load_legacy_kubernetes_field_rejected`; TestLoadMaxConcurrentTasks →
+//! `load_max_concurrent_tasks`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

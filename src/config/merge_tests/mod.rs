@@ -1,5 +1,15 @@
 //! The Go worker's `main_test.go` merge checklist, precedence (flag > env > file > default) for
 //! every flag that has an env var or a config key, and every merge error message.
+//!
+//! Go test → Rust test (in `backends`): TestMergeConfigKubernetesFromFile →
+//! `merge_config_kubernetes_from_file`; TestMergeConfigKubernetesCLIOverridesCleanupAndWorkerID
+//! → `merge_config_kubernetes_cli_overrides_cleanup_and_worker_id`;
+//! TestMergeConfigCommandFromFile → `merge_config_command_from_file`;
+//! TestMergeConfigCommandInvalidDispatchTimeout → `command_defaults_and_errors`;
+//! TestMergeConfigKubernetesAllowsZeroUnschedulableTimeout →
+//! `merge_config_kubernetes_allows_zero_unschedulable_timeout`;
+//! TestMergeConfigKubernetesCodingCLISidecars →
+//! `merge_config_kubernetes_coding_cli_sidecars_are_copied`.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
