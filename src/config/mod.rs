@@ -162,6 +162,10 @@ impl std::error::Error for ConfigError {
 
 /// Merges flags, the environment (`env`) and the config file named by `--config-file` into
 /// validated [`Settings`]. Reads the config file and the API key file; nothing else.
+///
+/// `env` supplies `WARP_API_KEY`, the `OZ_WORKER_*` timing variables, `HOME` (for `~/` in path
+/// flags) and the worker's own values for bare `-e KEY` flags and `environment` entries
+/// without `value`.
 pub fn resolve(
     args: &LowArgs,
     mode: Mode,
