@@ -10,12 +10,17 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod backend;
+pub mod check;
+pub mod bounded;
 pub mod cli;
 pub mod config;
+pub mod lifecycle;
 pub mod link;
 pub mod logging;
 pub mod protocol;
+pub mod run_once;
 pub mod settings;
+pub mod signals;
 pub mod supervisor;
 pub mod task;
 

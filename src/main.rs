@@ -1,7 +1,203 @@
-//! Process entry: arguments -> settings -> logging -> backend -> supervisor; exit codes.
+//! Process entry: arguments -> settings -> logging -> backend -> supervisor.
+//!
+//! Exit codes are decided here and only here:
+//!
+//! | code | meaning                                                                 |
+//! |------|-------------------------------------------------------------------------|
+//! | 0    | success: graceful shutdown, `check` passed, `run-once` task succeeded   |
+//! | 1    | runtime failure: backend unavailable, link lost, a `check` failed       |
+//! | 2    | usage or configuration error (the message names the flag or key)        |
+//! | 130  | a second signal interrupted the graceful shutdown                        |
+//!
+//! `run-once` exits with the task's status instead (see `run_once::exit_status`).
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use log::{error, info, warn};
+
+use oz_agent_worker::backend::{self, Backend};
+use oz_agent_worker::cli::{self, Invocation, Mode};
+use oz_agent_worker::config;
+use oz_agent_worker::link::{Link, LinkConfig};
+use oz_agent_worker::settings::Settings;
+use oz_agent_worker::supervisor::{self, Exit, Supervisor};
+use oz_agent_worker::task::TaskOptions;
+use oz_agent_worker::{VERSION, check, logging, run_once, signals};
+
+const USAGE_ERROR: u8 = 2;
+const RUNTIME_ERROR: u8 = 1;
+const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let invocation = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("oz-agent-worker: {e}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let (mode, args, task) = match invocation {
+        Invocation::Help(text) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Invocation::Version(text) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Invocation::Run { mode, args, task } => (mode, args, task),
+    };
+    let env = |key: &str| std::env::var(key).ok();
+    let resolved = match config::resolve(&args, mode, &env) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("oz-agent-worker: {e}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let settings = resolved.settings;
+    logging::init(settings.log_level);
+    for warning in &resolved.warnings {
+        warn!("{warning}");
+    }
+    ExitCode::from(match mode {
+        Mode::Daemon => daemon(&settings),
+        Mode::RunOnce => local_run(&settings, task.as_deref().unwrap_or("-")),
+        Mode::Check => {
+            if check::run(&settings, &mut std::io::stdout()) {
+                0
+            } else {
+                RUNTIME_ERROR
+            }
+        }
+    })
+}
+
+fn task_options(settings: &Settings) -> TaskOptions {
+    use oz_agent_worker::settings::BackendSettings;
+    let mut opts = TaskOptions {
+        backend: Some(settings.backend_kind()),
+        server_root_url: settings.server_root_url.clone(),
+        idle_on_complete: settings.idle_on_complete.clone(),
+        session_sharing_server_url: settings.session_sharing_server_url.clone(),
+        ..TaskOptions::default()
+    };
+    match &settings.backend {
+        BackendSettings::Docker(d) => opts.sidecar_image = d.sidecar_image.clone(),
+        BackendSettings::Kubernetes(k) => {
+            opts.default_image = k.default_image.clone();
+            opts.sidecar_image = k.sidecar_image.clone();
+            opts.coding_cli_sidecars = k.coding_cli_sidecars.clone();
+        }
+        BackendSettings::Direct(_) | BackendSettings::Command(_) => {}
+    }
+    opts
+}
+
+fn supervisor_options(settings: &Settings) -> supervisor::Options {
+    supervisor::Options {
+        worker_id: settings.worker_id.clone(),
+        max_concurrent_tasks: settings.max_concurrent_tasks,
+        one_shot: settings.one_shot,
+        task: task_options(settings),
+        shutdown_timeout: settings.timing.shutdown_timeout,
+    }
+}
+
+fn build_backend(settings: &Settings) -> Option<Arc<dyn Backend>> {
+    match backend::build(settings) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            error!("Failed to create worker: {e}");
+            None
+        }
+    }
+}
+
+fn daemon(settings: &Settings) -> u8 {
+    info!(
+        "oz-agent-worker {VERSION} starting: worker id {:?}, backend {}",
+        settings.worker_id,
+        settings.backend_kind()
+    );
+    let signals = match signals::spawn() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("Cannot install signal handlers: {e}");
+            return RUNTIME_ERROR;
+        }
+    };
+    let Some(backend) = build_backend(settings) else {
+        return RUNTIME_ERROR;
+    };
+    let Some(api_key) = settings.api_key.clone() else {
+        // config::resolve requires a key in daemon mode; this is a bug if reached.
+        error!("No API key configured");
+        return USAGE_ERROR;
+    };
+    let (events_tx, events_rx) = crossbeam_channel::unbounded();
+    let link = match Link::spawn(
+        LinkConfig {
+            url: settings.web_socket_url.clone(),
+            worker_id: settings.worker_id.clone(),
+            api_key,
+            ca_bundle: settings.ca_bundle.clone(),
+            timing: settings.timing.clone(),
+            version: VERSION.to_owned(),
+        },
+        events_tx,
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("Cannot start the Oz link: {e}");
+            return USAGE_ERROR;
+        }
+    };
+    let mut supervisor = Supervisor::new(supervisor_options(settings), Arc::clone(&backend));
+    let outbox = |msg| link.send(msg);
+    let exit = supervisor.run(&outbox, &events_rx, &signals);
+    if exit == Exit::Aborted {
+        return INTERRUPTED;
+    }
+    let report = link.shutdown(Instant::now() + settings.timing.write_timeout);
+    info!("{report}");
+    backend.shutdown();
+    info!("Worker shutdown complete");
+    match exit {
+        Exit::LinkLost => RUNTIME_ERROR,
+        _ => 0,
+    }
+}
+
+fn local_run(settings: &Settings, source: &str) -> u8 {
+    let assignment = match run_once::read_task(source).and_then(|t| run_once::parse_task(source, &t))
+    {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("oz-agent-worker: {e}");
+            return USAGE_ERROR;
+        }
+    };
+    let signals = match signals::spawn() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("Cannot install signal handlers: {e}");
+            return RUNTIME_ERROR;
+        }
+    };
+    let Some(backend) = build_backend(settings) else {
+        return RUNTIME_ERROR;
+    };
+    let status = run_once::run(
+        assignment,
+        supervisor_options(settings),
+        Arc::clone(&backend),
+        &signals,
+        &mut std::io::stdout(),
+    );
+    backend.shutdown();
+    info!("{}", run_once::summary(status));
+    status
 }

@@ -1,1 +1,672 @@
-//! TODO
+//! The supervisor: the one owner of task state.
+//!
+//! It consumes events (server messages and link state from the link thread, task outcomes from
+//! task threads, signals) and decides: claim or reject, cancel, report, shut down. It never
+//! blocks on I/O: sending is a non-blocking enqueue on the link's outbox, and backend
+//! cancellation runs on short-lived threads.
+//!
+//! The core promise it keeps: every assignment gets exactly one `task_claimed` or
+//! `task_rejected` (duplicates of an active execution are ignored), and every claimed task that
+//! is not dispatched gets exactly one `task_completed` or `task_failed`, also across reconnects
+//! (the link keeps unsent messages) and on graceful shutdown.
+//!
+//! Shutdown order (who signals whom):
+//!
+//! | step | actor      | action                                                                   |
+//! |------|------------|--------------------------------------------------------------------------|
+//! | 1    | signal     | first SIGTERM/SIGINT reaches the supervisor as an event                  |
+//! | 2    | supervisor | state Running -> Stopping; new assignments are rejected ("shutting down")|
+//! | 3    | supervisor | fires every task's cancel token (not for task-preserving backends)       |
+//! | 4    | task       | backend returns; the supervisor queues `task_failed graceful_shutdown`   |
+//! | 5    | supervisor | at the deadline, queues the same message for tasks that did not return  |
+//! | 6    | main       | `Link::shutdown`: flush the outbox, close 1000, join the link thread      |
+//! | 7    | main       | `Backend::shutdown`, exit 0                                              |
+//!
+//! A second signal at any point makes `run` return [`Exit::Aborted`] at once.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, select};
+use log::{error, info, warn};
+
+use crate::backend::{Backend, CancelSource, CancelToken, Completion, Failure, FailureReason, TaskRef};
+use crate::bounded::BoundedSet;
+use crate::lifecycle::{self, TaskResult};
+use crate::link::LinkEvent;
+use crate::protocol::{Inbound, Outbound, TaskAssignment, TaskCancellation, text};
+use crate::task::{self, TaskOptions, TaskSpec};
+
+/// How many finished executions are remembered (for duplicate suppression and closure replays).
+const HISTORY: usize = 4096;
+/// Task threads block in syscalls; they need little stack. Pages are only committed when used.
+const TASK_STACK: usize = 512 * 1024;
+
+/// Where outbound messages go: the link in the daemon, a channel in tests.
+pub trait Outbox {
+    /// Queues one message. Must not block.
+    fn send(&self, msg: Outbound);
+}
+
+impl<F: Fn(Outbound)> Outbox for F {
+    fn send(&self, msg: Outbound) {
+        self(msg)
+    }
+}
+
+/// Supervisor settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub worker_id: String,
+    /// 0 = unbounded.
+    pub max_concurrent_tasks: usize,
+    pub one_shot: bool,
+    pub task: TaskOptions,
+    /// How long shutdown waits for cancelled tasks to report.
+    pub shutdown_timeout: Duration,
+}
+
+/// Why `run` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// A signal asked for a graceful stop and every task was accounted for.
+    Stopped,
+    /// One-shot mode: the single task reached its outcome.
+    OneShotDone,
+    /// A second signal: stop now.
+    Aborted,
+    /// The link thread went away (a bug); tasks were cancelled and reported.
+    LinkLost,
+}
+
+/// Internal events from the supervisor's own helper threads.
+enum Internal {
+    TaskDone {
+        key: TaskRef,
+        outcome: Result<Completion, Failure>,
+        took: Duration,
+    },
+    CancelDone {
+        key: TaskRef,
+        result: Result<(), String>,
+    },
+}
+
+struct Active {
+    cancel: CancelToken,
+    /// True once a terminal message was sent on the task's behalf (shutdown deadline), so a
+    /// late outcome is logged but not reported twice.
+    reported: bool,
+}
+
+/// An execution-scoped cancellation waiting for the task to return and the backend to confirm.
+#[derive(Debug, Default)]
+struct Closing {
+    task_returned: bool,
+    backend: Option<Result<(), String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    /// Shutting down: rejecting work, waiting for cancelled tasks until the deadline.
+    Stopping { deadline: Instant },
+}
+
+pub struct Supervisor {
+    opts: Options,
+    backend: Arc<dyn Backend>,
+    internal_tx: Sender<Internal>,
+    internal_rx: Receiver<Internal>,
+    tasks: HashMap<TaskRef, Active>,
+    /// Handed-off executions, for routing later cancellations to the backend.
+    dispatched: BoundedSet<TaskRef>,
+    /// Recently finished executions (with an execution id).
+    finished: BoundedSet<TaskRef>,
+    /// Executions whose closure was confirmed (`execution_closed` sent).
+    closed: BoundedSet<TaskRef>,
+    closing: HashMap<TaskRef, Closing>,
+    state: State,
+    one_shot_used: bool,
+    one_shot_done: bool,
+}
+
+impl Supervisor {
+    pub fn new(opts: Options, backend: Arc<dyn Backend>) -> Self {
+        let (internal_tx, internal_rx) = crossbeam_channel::unbounded();
+        Supervisor {
+            opts,
+            backend,
+            internal_tx,
+            internal_rx,
+            tasks: HashMap::new(),
+            dispatched: BoundedSet::new(HISTORY),
+            finished: BoundedSet::new(HISTORY),
+            closed: BoundedSet::new(HISTORY),
+            closing: HashMap::new(),
+            state: State::Running,
+            one_shot_used: false,
+            one_shot_done: false,
+        }
+    }
+
+    /// Number of executions currently running on this worker.
+    pub fn active(&self) -> usize {
+        self.tasks.values().filter(|t| !t.reported).count()
+    }
+
+    /// Runs until shutdown. `signals` carries signal numbers.
+    pub fn run(
+        &mut self,
+        outbox: &dyn Outbox,
+        link: &Receiver<LinkEvent>,
+        signals: &Receiver<i32>,
+    ) -> Exit {
+        let mut link_alive = true;
+        loop {
+            let wait = self.next_wakeup();
+            let never = crossbeam_channel::never();
+            let link_rx = if link_alive { link } else { &never };
+            select! {
+                recv(link_rx) -> ev => match ev {
+                    Ok(ev) => self.on_link(outbox, ev),
+                    Err(_) => {
+                        error!("The Oz link thread stopped unexpectedly; shutting down");
+                        link_alive = false;
+                        self.begin_stop();
+                    }
+                },
+                recv(self.internal_rx) -> ev => {
+                    // The supervisor holds a sender itself, so this never disconnects.
+                    if let Ok(ev) = ev {
+                        self.on_internal(outbox, ev);
+                    }
+                },
+                recv(signals) -> sig => match sig {
+                    Ok(sig) => {
+                        if self.on_signal(sig) {
+                            return Exit::Aborted;
+                        }
+                    }
+                    Err(_) => {}
+                },
+                default(wait) => {},
+            }
+            self.on_tick(outbox);
+            if let Some(exit) = self.exit_now(link_alive) {
+                return exit;
+            }
+        }
+    }
+
+    fn next_wakeup(&self) -> Duration {
+        match self.state {
+            State::Running => Duration::from_secs(3600),
+            State::Stopping { deadline } => deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        }
+    }
+
+    fn exit_now(&self, link_alive: bool) -> Option<Exit> {
+        let State::Stopping { .. } = self.state else {
+            return None;
+        };
+        if self.waiting_for_tasks() {
+            return None;
+        }
+        Some(if !link_alive {
+            Exit::LinkLost
+        } else if self.one_shot_done {
+            Exit::OneShotDone
+        } else {
+            Exit::Stopped
+        })
+    }
+
+    /// True while a cancelled task has neither returned nor been reported on.
+    /// For task-preserving backends these are in-flight hand-offs, worth waiting for too.
+    fn waiting_for_tasks(&self) -> bool {
+        self.tasks.values().any(|t| !t.reported)
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // Signals and shutdown
+    // --------------------------------------------------------------------------------------------
+
+    /// Returns true when the process must stop at once.
+    fn on_signal(&mut self, sig: i32) -> bool {
+        match self.state {
+            State::Running => {
+                info!(
+                    "Received signal {sig}; shutting down gracefully (send it again to exit at once)"
+                );
+                self.begin_stop();
+                false
+            }
+            State::Stopping { .. } => {
+                warn!("Received signal {sig} again; exiting immediately");
+                true
+            }
+        }
+    }
+
+    fn begin_stop(&mut self) {
+        if let State::Stopping { .. } = self.state {
+            return;
+        }
+        let deadline = Instant::now() + self.opts.shutdown_timeout;
+        self.state = State::Stopping { deadline };
+        if self.tasks.is_empty() {
+            return;
+        }
+        if self.backend.preserves_tasks_on_shutdown() {
+            info!(
+                "Preserving {} active task(s): the {} backend keeps them running after the worker stops",
+                self.tasks.len(),
+                self.backend.kind()
+            );
+            return;
+        }
+        info!("Cancelling {} active task(s) for shutdown", self.tasks.len());
+        for task in self.tasks.values() {
+            task.cancel.cancel(CancelSource::Shutdown);
+        }
+    }
+
+    fn on_tick(&mut self, outbox: &dyn Outbox) {
+        let State::Stopping { deadline } = self.state else {
+            return;
+        };
+        if Instant::now() < deadline {
+            return;
+        }
+        let preserve = self.backend.preserves_tasks_on_shutdown();
+        for (key, task) in self.tasks.iter_mut().filter(|(_, t)| !t.reported) {
+            task.reported = true;
+            if preserve {
+                warn!("Task {key} is still being handed off at shutdown; leaving it");
+                continue;
+            }
+            warn!("Task {key} did not stop within the shutdown timeout; reporting it as interrupted");
+            outbox.send(lifecycle::abandoned_at_shutdown(key));
+        }
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // Link events
+    // --------------------------------------------------------------------------------------------
+
+    fn on_link(&mut self, outbox: &dyn Outbox, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Connected => info!("{}", lifecycle::connected()),
+            LinkEvent::Disconnected { reason } => warn!("{}", lifecycle::disconnected(&reason)),
+            LinkEvent::DialFailed { error, retry_in } => {
+                warn!("{}", lifecycle::dial_failed(&error, retry_in))
+            }
+            LinkEvent::Message(msg) => self.on_message(outbox, msg),
+        }
+    }
+
+    /// Handles one decoded server message.
+    pub fn on_message(&mut self, outbox: &dyn Outbox, msg: Inbound) {
+        match msg {
+            Inbound::Assignment(a) => self.on_assignment(outbox, *a),
+            Inbound::BadAssignment {
+                task_id: Some(task_id),
+                execution_id,
+                error,
+            } => {
+                let key = TaskRef {
+                    task_id,
+                    execution_id,
+                };
+                error!("Task {key}: malformed assignment: {error}");
+                if self.tasks.contains_key(&key) {
+                    warn!("{}", lifecycle::duplicate(&key));
+                    return;
+                }
+                self.claim(outbox, &key);
+                outbox.send(lifecycle::failed_before_start(
+                    &key,
+                    &format!("invalid task assignment: {error}"),
+                ));
+            }
+            Inbound::BadAssignment {
+                task_id: None,
+                error,
+                ..
+            } => error!("Ignoring a task assignment without a usable task_id: {error}"),
+            Inbound::Cancellation(c) => self.on_cancellation(outbox, c),
+            Inbound::Unknown(kind) => warn!("Unknown message type: {kind}"),
+        }
+    }
+
+    fn claim(&self, outbox: &dyn Outbox, key: &TaskRef) {
+        outbox.send(Outbound::Claimed {
+            task_id: key.task_id.clone(),
+            worker_id: self.opts.worker_id.clone(),
+            execution_id: key.execution_id.clone(),
+        });
+    }
+
+    fn reject(&self, outbox: &dyn Outbox, key: &TaskRef, reason: &str) {
+        info!("{}", lifecycle::rejected(key, reason));
+        outbox.send(Outbound::Rejected {
+            task_id: key.task_id.clone(),
+            reason: reason.to_owned(),
+        });
+    }
+
+    fn on_assignment(&mut self, outbox: &dyn Outbox, a: TaskAssignment) {
+        let key = TaskRef {
+            task_id: a.task_id.clone(),
+            execution_id: a.execution_id.clone(),
+        };
+        let seen_execution = key.execution_id.is_some()
+            && (self.finished.contains(&key)
+                || self.dispatched.contains(&key)
+                || self.closed.contains(&key));
+        if self.tasks.contains_key(&key) || seen_execution {
+            warn!("{}", lifecycle::duplicate(&key));
+            return;
+        }
+        if let State::Stopping { .. } = self.state {
+            return self.reject(outbox, &key, text::REJECT_SHUTTING_DOWN);
+        }
+        if self.opts.one_shot && self.one_shot_used {
+            return self.reject(outbox, &key, text::REJECT_ONE_SHOT);
+        }
+        let max = self.opts.max_concurrent_tasks;
+        if max > 0 && self.active() >= max {
+            return self.reject(outbox, &key, text::REJECT_AT_CAPACITY);
+        }
+        let Some(task_obj) = a.task.as_ref() else {
+            error!("Task {key}: assignment has no task object");
+            self.claim(outbox, &key);
+            outbox.send(lifecycle::failed_before_start(
+                &key,
+                "task assignment has no task object",
+            ));
+            return;
+        };
+        let (spec, notes) = task::build_with_notes(&a, task_obj, &self.opts.task);
+        for note in notes {
+            log::log!(note.level, "Task {key}: {}", note.message);
+        }
+        let cancel = match CancelToken::new() {
+            Ok(c) => c,
+            Err(e) => {
+                error!("Task {key}: cannot create a cancellation token: {e}");
+                self.claim(outbox, &key);
+                outbox.send(lifecycle::failed_before_start(
+                    &key,
+                    &format!("worker cannot track the task: {e}"),
+                ));
+                return;
+            }
+        };
+        // Register before claiming, so a claim is never sent for a task the worker then drops.
+        self.tasks.insert(
+            key.clone(),
+            Active {
+                cancel: cancel.clone(),
+                reported: false,
+            },
+        );
+        self.claim(outbox, &key);
+        info!("{}", lifecycle::claimed(&key, &spec.task.title));
+        if let Err(e) = self.spawn_task(key.clone(), spec, cancel) {
+            error!("Task {key}: cannot start a task thread: {e}");
+            self.tasks.remove(&key);
+            outbox.send(lifecycle::failed_before_start(
+                &key,
+                &format!("worker cannot start the task: {e}"),
+            ));
+            return;
+        }
+        if self.opts.one_shot {
+            self.one_shot_used = true;
+        }
+    }
+
+    fn spawn_task(&self, key: TaskRef, spec: TaskSpec, cancel: CancelToken) -> std::io::Result<()> {
+        let backend = Arc::clone(&self.backend);
+        let tx = self.internal_tx.clone();
+        std::thread::Builder::new()
+            .name(thread_name("t-", &key.task_id))
+            .stack_size(TASK_STACK)
+            .spawn(move || {
+                let started = Instant::now();
+                let outcome = catch_unwind(AssertUnwindSafe(|| backend.execute(&spec, &cancel)))
+                    .unwrap_or_else(|panic| {
+                        Err(Failure::new(
+                            FailureReason::Unknown,
+                            format!("worker bug: the task thread panicked: {}", panic_text(&panic)),
+                        ))
+                    });
+                // The supervisor outlives every task thread it waits for; if it is gone the
+                // process is exiting and there is no one left to tell.
+                let _ = tx.send(Internal::TaskDone {
+                    key,
+                    outcome,
+                    took: started.elapsed(),
+                });
+            })
+            .map(|_| ())
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // Cancellation and closure
+    // --------------------------------------------------------------------------------------------
+
+    fn on_cancellation(&mut self, outbox: &dyn Outbox, c: TaskCancellation) {
+        match c.execution_id {
+            Some(execution_id) => {
+                let key = TaskRef {
+                    task_id: c.task_id,
+                    execution_id: Some(execution_id),
+                };
+                self.cancel_execution(outbox, key);
+            }
+            None => self.cancel_run(&c.task_id),
+        }
+    }
+
+    /// Legacy run-wide cancellation: every execution of the run, no closure messages.
+    fn cancel_run(&mut self, task_id: &str) {
+        let mut found = false;
+        for (key, task) in self.tasks.iter().filter(|(k, _)| k.task_id == task_id) {
+            found = true;
+            info!("{}", lifecycle::cancellation_requested(key));
+            task.cancel.cancel(CancelSource::User);
+            self.spawn_cancel(key.clone(), false);
+        }
+        for key in self.dispatched.drain_matching(|k| k.task_id == task_id) {
+            found = true;
+            info!("{}", lifecycle::cancellation_requested(&key));
+            self.spawn_cancel(key, false);
+        }
+        if !found {
+            warn!("Cancellation for unknown task {task_id}; nothing to do");
+        }
+    }
+
+    /// Execution-scoped cancellation: cancel, confirm with the backend, then `execution_closed`.
+    fn cancel_execution(&mut self, outbox: &dyn Outbox, key: TaskRef) {
+        if self.closed.contains(&key) {
+            info!("Task {key} is already closed; replaying execution_closed");
+            return send_closed(outbox, &key);
+        }
+        if self.closing.contains_key(&key) {
+            info!("Task {key} is already being closed");
+            return;
+        }
+        if let Some(task) = self.tasks.get(&key) {
+            info!("{}", lifecycle::cancellation_requested(&key));
+            task.cancel.cancel(CancelSource::User);
+            self.closing.insert(key.clone(), Closing::default());
+            self.spawn_cancel(key, true);
+        } else if self.dispatched.remove(&key) || self.finished.contains(&key) {
+            info!("{}", lifecycle::cancellation_requested(&key));
+            self.closing.insert(
+                key.clone(),
+                Closing {
+                    task_returned: true,
+                    backend: None,
+                },
+            );
+            self.spawn_cancel(key, true);
+        } else {
+            warn!("Cancellation for unknown execution {key}; nothing to do");
+        }
+    }
+
+    fn spawn_cancel(&self, key: TaskRef, report: bool) {
+        let backend = Arc::clone(&self.backend);
+        let tx = self.internal_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(thread_name("c-", &key.task_id))
+            .stack_size(TASK_STACK)
+            .spawn({
+                let key = key.clone();
+                move || {
+                    let result = catch_unwind(AssertUnwindSafe(|| backend.cancel(&key)))
+                        .unwrap_or_else(|p| Err(format!("cancel panicked: {}", panic_text(&p))));
+                    if report {
+                        let _ = tx.send(Internal::CancelDone { key, result });
+                    } else if let Err(e) = result {
+                        warn!("Task {key}: backend cancellation failed: {e}");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            error!("Task {key}: cannot start a cancellation thread: {e}");
+            if report {
+                let _ = self.internal_tx.send(Internal::CancelDone {
+                    key,
+                    result: Err(format!("cannot start a cancellation thread: {e}")),
+                });
+            }
+        }
+    }
+
+    fn on_internal(&mut self, outbox: &dyn Outbox, ev: Internal) {
+        match ev {
+            Internal::TaskDone { key, outcome, took } => self.on_task_done(outbox, key, outcome, took),
+            Internal::CancelDone { key, result } => {
+                if let Some(c) = self.closing.get_mut(&key) {
+                    c.backend = Some(result);
+                }
+                self.try_close(outbox, &key);
+            }
+        }
+    }
+
+    fn on_task_done(
+        &mut self,
+        outbox: &dyn Outbox,
+        key: TaskRef,
+        outcome: Result<Completion, Failure>,
+        took: Duration,
+    ) {
+        let Some(task) = self.tasks.remove(&key) else {
+            error!("Task {key}: outcome for an unknown task ignored");
+            return;
+        };
+        let verdict = lifecycle::verdict(&key, &outcome, task.cancel.source());
+        let line = lifecycle::finished(&key, &verdict, took);
+        if verdict.result == TaskResult::Failed {
+            warn!("{line}");
+        } else {
+            info!("{line}");
+        }
+        if task.reported {
+            warn!("Task {key} returned after it was already reported as interrupted");
+        } else if let Some(msg) = verdict.message {
+            outbox.send(msg);
+        }
+        if key.execution_id.is_some() {
+            if verdict.result == TaskResult::Dispatched {
+                self.dispatched.insert(key.clone());
+            } else {
+                self.finished.insert(key.clone());
+            }
+        } else if verdict.result == TaskResult::Dispatched {
+            self.dispatched.insert(key.clone());
+        }
+        if let Some(c) = self.closing.get_mut(&key) {
+            c.task_returned = true;
+            if verdict.result == TaskResult::Dispatched {
+                // Cancelled while dispatching: the backend's cancel covers the hand-off too.
+                self.dispatched.remove(&key);
+            }
+        }
+        self.try_close(outbox, &key);
+        if self.opts.one_shot {
+            self.one_shot_done = true;
+            info!("One-shot task finished; stopping");
+            self.begin_stop();
+        }
+    }
+
+    fn try_close(&mut self, outbox: &dyn Outbox, key: &TaskRef) {
+        let Some(c) = self.closing.get(key) else {
+            return;
+        };
+        if !c.task_returned {
+            return;
+        }
+        match &c.backend {
+            None => {}
+            Some(Ok(())) => {
+                self.closing.remove(key);
+                self.closed.insert(key.clone());
+                info!("Task {key} closed");
+                send_closed(outbox, key);
+            }
+            Some(Err(e)) => {
+                // Keep nothing: the server may retry, and a retry runs the closure again.
+                warn!("Task {key}: could not confirm closure: {e}");
+                self.closing.remove(key);
+                self.finished.insert(key.clone());
+            }
+        }
+    }
+}
+
+fn send_closed(outbox: &dyn Outbox, key: &TaskRef) {
+    if let Some(execution_id) = &key.execution_id {
+        outbox.send(Outbound::ExecutionClosed {
+            task_id: key.task_id.clone(),
+            execution_id: execution_id.clone(),
+        });
+    }
+}
+
+/// A thread name of at most 15 bytes (the Linux limit), from a prefix and a task id.
+fn thread_name(prefix: &str, id: &str) -> String {
+    let mut name = prefix.to_owned();
+    for ch in id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-') {
+        if name.len() >= 15 {
+            break;
+        }
+        name.push(ch);
+    }
+    name
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -242,6 +242,46 @@ pub trait Backend: Send + Sync {
     fn shutdown(&self) {}
 }
 
+/// Why a backend could not be constructed.
+#[derive(Debug)]
+pub struct BuildError(pub String);
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Constructs the configured backend.
+pub fn build(settings: &crate::settings::Settings) -> Result<std::sync::Arc<dyn Backend>, BuildError> {
+    use crate::settings::BackendSettings;
+    let ctx = BackendContext {
+        worker_id: settings.worker_id.clone(),
+        cleanup: settings.cleanup,
+        server_root_url: settings.server_root_url.clone(),
+        timing: settings.timing.clone(),
+    };
+    match &settings.backend {
+        BackendSettings::Direct(s) => direct::DirectBackend::new(s.clone(), ctx)
+            .map(|b| std::sync::Arc::new(b) as std::sync::Arc<dyn Backend>)
+            .map_err(|e| BuildError(e.to_string())),
+        BackendSettings::Command(s) => command::CommandBackend::new(s.clone(), ctx)
+            .map(|b| std::sync::Arc::new(b) as std::sync::Arc<dyn Backend>)
+            .map_err(|e| BuildError(e.to_string())),
+        BackendSettings::Docker(_) => Err(BuildError(
+            "the docker backend is not available in this build yet; use --backend direct or command"
+                .into(),
+        )),
+        BackendSettings::Kubernetes(_) => Err(BuildError(
+            "the kubernetes backend is not implemented by this worker yet (its configuration is \
+             validated); use --backend docker, direct or command"
+                .into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,14 +58,14 @@ pub(crate) fn augment(task: &Task, args: &mut Vec<String>, opts: AugmentOptions<
     }
     args.extend(opts.additional_oz_args.iter().cloned());
     args.push("--idle-on-complete".into());
-    // Zero is a real request ("shut down as soon as the agent is done"), so only a negative
-    // task value falls through to the worker setting. Without any value the bare flag leaves
+    // A non-positive task value means "unset" (the server's zero value), as in the released
+    // Go worker: it falls through to the worker setting. Without any value the bare flag leaves
     // the CLI's own default (45m).
     match (
         snapshot.and_then(|s| s.idle_timeout_minutes),
         opts.idle_on_complete,
     ) {
-        (Some(m), _) if m >= 0 => args.push(format!("{m}m")),
+        (Some(m), _) if m > 0 => args.push(format!("{m}m")),
         (_, Some(worker)) => args.push(worker.to_owned()),
         _ => {}
     }

@@ -74,10 +74,10 @@ fn bare_idle_flag_when_neither_task_nor_worker_sets_one() {
 }
 
 #[test]
-fn zero_task_idle_minutes_mean_immediate_shutdown_not_worker_fallback() {
+fn zero_task_idle_minutes_are_unset_and_fall_back_to_worker_value() {
     assert_eq!(
         run_with(&snap(r#"{"idle_timeout_minutes":0}"#), Some("20m"), &[]),
-        v(&["agent", "run", "--computer-use", "--idle-on-complete", "0m"])
+        v(&["agent", "run", "--computer-use", "--idle-on-complete", "20m"])
     );
 }
 
