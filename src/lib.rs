@@ -12,8 +12,10 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod dotenv;
 pub mod link;
 pub mod logging;
+pub mod process;
 pub mod protocol;
 pub mod settings;
 pub mod supervisor;
