@@ -173,6 +173,7 @@ impl Backend for CommandBackend {
             cancel: Some(cancel),
             deadline: Some(Instant::now() + timeout),
             grace: self.ctx.timing.kill_grace,
+            group: None,
         };
         log::info!("Dispatching task {id}");
         let secrets = Redactor::new(&spec.secrets);
@@ -214,6 +215,7 @@ impl Backend for CommandBackend {
             cancel: None,
             deadline: Some(Instant::now() + CANCEL_TIMEOUT),
             grace: self.ctx.timing.kill_grace.min(CANCEL_GRACE),
+            group: None,
         };
         log::info!("Running cancel command for task {task}");
         let result = process::run(

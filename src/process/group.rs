@@ -12,6 +12,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg, sigprocmask};
@@ -45,6 +46,8 @@ pub(super) fn spawn(spec: &ProcessSpec) -> io::Result<Child> {
 /// (signal-handling libraries do this); an agent that cannot receive SIGTERM cannot stop cleanly.
 #[allow(unsafe_code)]
 fn reset_signal_mask_in_child(cmd: &mut std::process::Command) {
+    // JUSTIFICATION: std resets the mask in the child today, but does not document it; this
+    // makes it a guarantee of ours. `pre_exec` is the only hook into the child before exec.
     // SAFETY: the closure runs in the forked child between fork and exec, where only
     // async-signal-safe calls are allowed. It calls sigemptyset (SigSet::empty) and sigprocmask,
     // both async-signal-safe; it allocates nothing, takes no locks and touches no shared state.
@@ -60,6 +63,8 @@ fn reset_signal_mask_in_child(cmd: &mut std::process::Command) {
 /// Opens a pidfd for our unreaped child; `None` when the kernel lacks `pidfd_open` (< 5.3).
 #[allow(unsafe_code)]
 fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
+    // JUSTIFICATION: std's pidfd support is unstable and nix 0.32 has no `pidfd_open`; the
+    // alternative, a short poll tick, wakes every task thread many times a second.
     // SAFETY: pidfd_open(2) takes a pid and a flags word by value and reads no memory of ours.
     // The pid is our own unreaped child, so it cannot name another process.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0 as libc::c_uint) };
@@ -76,6 +81,42 @@ fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Lets another thread kill a running process group, e.g. the backend's shutdown killing what
+/// a timed-out task thread left running. It holds the group id only while the leader is
+/// unreaped: the runner clears it, under the same lock, before reaping.
+#[derive(Debug, Clone, Default)]
+pub struct GroupHandle(Arc<Mutex<Option<Pid>>>);
+
+impl GroupHandle {
+    pub fn new() -> GroupHandle {
+        GroupHandle::default()
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Pid>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// SIGKILLs the group if a process runs under this handle; returns whether one did.
+    pub fn kill(&self) -> bool {
+        let slot = self.slot();
+        match *slot {
+            Some(pgid) => {
+                match killpg(pgid, Signal::SIGKILL) {
+                    Ok(()) | Err(Errno::ESRCH) => {}
+                    Err(e) => log::warn!("Failed to kill process group {pgid}: {e}"),
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True while a process runs under this handle.
+    pub fn is_running(&self) -> bool {
+        self.slot().is_some()
+    }
+}
+
 /// The group leader: our direct child, whose pid is the group id.
 pub(super) struct Leader {
     child: Child,
@@ -86,19 +127,31 @@ pub(super) struct Leader {
     reaped: bool,
     /// Reaped by someone else (ECHILD, e.g. SIGCHLD ignored process-wide): same consequence.
     lost: bool,
+    handle: Option<GroupHandle>,
 }
 
 impl Leader {
-    pub(super) fn new(child: Child, use_pidfd: bool) -> Leader {
+    pub(super) fn new(child: Child, use_pidfd: bool, handle: Option<GroupHandle>) -> Leader {
         let pid = Pid::from_raw(
             i32::try_from(child.id()).expect("Linux pids fit in i32 (pid_max is at most 2^22)"),
         );
+        if let Some(h) = &handle {
+            *h.slot() = Some(pid);
+        }
         Leader {
             pidfd: if use_pidfd { pidfd_open(pid) } else { None },
             child,
             pid,
             reaped: false,
             lost: false,
+            handle,
+        }
+    }
+
+    /// Withdraws the group id from the handle; must happen before the reap.
+    fn release_handle(&mut self) {
+        if let Some(h) = self.handle.take() {
+            *h.slot() = None;
         }
     }
 
@@ -123,6 +176,7 @@ impl Leader {
                 Err(Errno::EINTR) => continue,
                 Err(Errno::ECHILD) => {
                     self.lost = true;
+                    self.release_handle();
                     Ok(true)
                 }
                 Err(e) => Err(e.into()),
@@ -131,6 +185,7 @@ impl Leader {
     }
 
     pub(super) fn reap(&mut self) -> io::Result<ExitStatus> {
+        self.release_handle();
         let status = self.child.wait();
         self.reaped = true;
         status
@@ -142,6 +197,7 @@ impl Drop for Leader {
     fn drop(&mut self) {
         if !self.reaped {
             self.signal_group(Signal::SIGKILL);
+            self.release_handle();
             if !self.lost {
                 let _ = self.child.kill();
                 let _ = self.child.wait();

@@ -38,6 +38,7 @@ use group::Leader;
 use crate::backend::CancelToken;
 
 pub use env::Env;
+pub use group::GroupHandle;
 pub use output::{LineBuffer, MAX_PENDING, MAX_RECORD, REDACTED, Redactor, Stream, WITHHELD};
 
 /// How long output is still read after the leader exits: enough for what it wrote before
@@ -50,8 +51,9 @@ const FALLBACK_TICK: Duration = Duration::from_millis(50);
 const SAFETY_TICK: Duration = Duration::from_secs(1);
 const READ_CHUNK: usize = 8 * 1024;
 
-/// What to run.
-#[derive(Debug, Clone)]
+/// What to run. Its `Debug` shows no argument, variable value or stdin byte (they may carry
+/// secrets).
+#[derive(Clone)]
 pub struct ProcessSpec {
     pub program: PathBuf,
     pub args: Vec<OsString>,
@@ -63,6 +65,21 @@ pub struct ProcessSpec {
     pub stdin: Option<Vec<u8>>,
 }
 
+impl fmt::Debug for ProcessSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessSpec")
+            .field("program", &self.program)
+            .field("args", &format_args!("[{} arguments]", self.args.len()))
+            .field("cwd", &self.cwd)
+            .field("env", &self.env)
+            .field(
+                "stdin",
+                &self.stdin.as_ref().map(|b| format!("{} bytes", b.len())),
+            )
+            .finish()
+    }
+}
+
 /// When to stop the process early.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits<'a> {
@@ -70,6 +87,8 @@ pub struct Limits<'a> {
     pub deadline: Option<Instant>,
     /// SIGTERM-to-SIGKILL grace.
     pub grace: Duration,
+    /// Lets another thread kill the group while it runs (see [`GroupHandle`]).
+    pub group: Option<&'a GroupHandle>,
 }
 
 /// How a process ended: its normalised exit code, and the signal that killed it if one did.
@@ -182,7 +201,7 @@ fn run_with(
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let stdin = child.stdin.take();
-    let mut leader = Leader::new(child, use_pidfd);
+    let mut leader = Leader::new(child, use_pidfd, limits.group.cloned());
     let mut out = Pipe::new(Stream::Stdout, stdout.map(OwnedFd::from));
     let mut err = Pipe::new(Stream::Stderr, stderr.map(OwnedFd::from));
     let mut feed = Feed::new(stdin, spec.stdin.as_deref().unwrap_or_default());
@@ -494,6 +513,19 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_hides_arguments_values_and_stdin() {
+        let mut spec = sh("echo s3cr3t");
+        spec.env.set("TOKEN", "s3cr3t");
+        spec.stdin = Some(b"s3cr3t".to_vec());
+        let shown = format!("{spec:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            shown.contains("TOKEN") && shown.contains("6 bytes"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn poll_timeouts_round_up() {
         assert_eq!(i32::from(poll_timeout(Duration::from_micros(1))), 1);
         assert_eq!(i32::from(poll_timeout(Duration::ZERO)), 0);
@@ -520,6 +552,7 @@ mod tests {
             cancel: None,
             deadline: None,
             grace: Duration::from_secs(1),
+            group: None,
         };
         let mut lines = Vec::new();
         let r = run_with(
@@ -575,6 +608,7 @@ mod tests {
             cancel: None,
             deadline: None,
             grace: Duration::from_secs(1),
+            group: None,
         };
         let err = run(&spec, &limits, &Redactor::default(), &mut |_, _| {}).unwrap_err();
         assert!(matches!(err, RunError::Spawn { .. }));

@@ -574,6 +574,40 @@ fn no_cleanup_keeps_the_workspace_but_still_runs_teardown() {
 }
 
 #[test]
+fn shutdown_kills_what_is_still_running_and_removes_its_workspace() {
+    let f = Fixture::new("shutdown-kill");
+    // A grace far beyond the test's patience: only the shutdown's SIGKILL can end this task.
+    let mut context = ctx(true);
+    context.timing.kill_grace = Duration::from_secs(3600);
+    let b = Arc::new(
+        DirectBackend::with_env(f.settings(), context, worker_env(&f.home, &f.tmp)).unwrap(),
+    );
+    let gc = f.out("grandchild");
+    let s = f.spec(
+        "t",
+        &[
+            ("STANDIN_GRANDCHILD", p(&gc)),
+            ("STANDIN_SLEEP", "300"),
+            ("STANDIN_IGNORE_TERM", "1"),
+        ],
+    );
+    let b2 = b.clone();
+    let rx = spawn(move || b2.execute(&s, &token()));
+    let pid: i32 = wait_for_file(&gc).trim().parse().unwrap();
+    b.shutdown();
+    assert_eq!(
+        rx.recv_timeout(PROMPTLY)
+            .expect("execute did not return after shutdown"),
+        Err(Failure::cancelled())
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || process_gone(pid)),
+        "grandchild {pid} survived"
+    );
+    assert!(!f.root.join("t").exists());
+}
+
+#[test]
 fn shutdown_leaves_entries_it_did_not_create() {
     let f = Fixture::new("shutdown");
     let b = f.backend();

@@ -41,6 +41,7 @@ fn run_collect(
             cancel: cancel.as_ref(),
             deadline,
             grace,
+            group: None,
         };
         let r = process::run(&spec, &limits, &redactor, &mut |s, l| {
             lines.push((s, l.to_owned()))
@@ -291,6 +292,7 @@ fn cancellation_kills_every_process_of_the_group() {
                 cancel: Some(&c),
                 deadline: None,
                 grace: GRACE,
+                group: None,
             },
             &Redactor::default(),
             &mut |_, _| {},
@@ -325,6 +327,7 @@ fn a_group_that_ignores_sigterm_is_killed_after_the_grace() {
                 cancel: Some(&c),
                 deadline: None,
                 grace: GRACE,
+                group: None,
             },
             &Redactor::default(),
             &mut |_, _| {},
@@ -375,6 +378,7 @@ fn signals_blocked_in_the_worker_thread_are_unblocked_in_the_child() {
             cancel: Some(&cancel),
             deadline: None,
             grace: Duration::from_secs(30),
+            group: None,
         };
         process::run(
             &sh("sleep 300; exit 0"),

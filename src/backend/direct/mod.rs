@@ -15,29 +15,28 @@
 //! - the teardown hook also runs after a cancellation (bounded by `kill_grace`) and with
 //!   `--no-cleanup`; only the workspace deletion is skipped then;
 //! - each execution gets its own workspace;
-//! - shutdown removes only workspaces this process created and could not remove yet, and only
-//!   when cleanup is on (the Go worker wipes everything under the root, even with
-//!   `--no-cleanup`).
+//! - shutdown SIGKILLs the process groups of tasks still running, then removes only workspaces
+//!   this process created and has not removed yet, and only when cleanup is on (the Go worker
+//!   wipes everything under the root, even with `--no-cleanup`).
 
 mod env;
+mod host;
 mod workspace;
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
-
-use nix::unistd::{AccessFlags, access};
 
 use crate::backend::{
     Backend, BackendContext, BackendKind, CancelSource, CancelToken, Completion, Failure,
     FailureReason, ProbeLine, TaskRef,
 };
-use crate::process::{self, Ended, Env, Limits, ProcessSpec, Redactor, RunError};
+use crate::process::{self, Ended, Env, GroupHandle, Limits, ProcessSpec, Redactor, RunError};
 use crate::settings::{DEFAULT_WORKSPACE_ROOT, DirectSettings};
 use crate::task::TaskSpec;
 
@@ -123,8 +122,10 @@ pub struct DirectBackend {
     /// Per-task workspaces this process created and has not removed yet.
     created: Mutex<BTreeSet<PathBuf>>,
     /// Running executions, so `cancel` can reach them.
-    running: Mutex<Vec<(u64, TaskRef, CancelToken)>>,
+    running: Mutex<Vec<Running>>,
     next_run: AtomicU64,
+    /// Set by `shutdown`: no hook is started after it.
+    shut_down: AtomicBool,
 }
 
 impl fmt::Debug for DirectBackend {
@@ -154,7 +155,7 @@ impl DirectBackend {
     ) -> Result<DirectBackend, DirectError> {
         let oz = match settings.oz_path {
             Some(p) => p,
-            None => find_on_path("oz", &worker_env).ok_or(DirectError::OzNotFound)?,
+            None => host::find_on_path("oz", &worker_env).ok_or(DirectError::OzNotFound)?,
         };
         log::info!("Using oz CLI at: {}", oz.display());
         let layout = match settings.target_dir {
@@ -195,6 +196,7 @@ impl DirectBackend {
             created: Mutex::new(BTreeSet::new()),
             running: Mutex::new(Vec::new()),
             next_run: AtomicU64::new(0),
+            shut_down: AtomicBool::new(false),
         })
     }
 
@@ -218,6 +220,7 @@ impl DirectBackend {
         &self,
         spec: &TaskSpec,
         cancel: &CancelToken,
+        group: &GroupHandle,
         ws: &Workspace,
     ) -> Result<Completion, Failure> {
         let id = spec.task_id.as_str();
@@ -244,6 +247,7 @@ impl DirectBackend {
                 cancel: Some(cancel),
                 deadline: None,
                 grace: self.ctx.timing.kill_grace,
+                group: Some(group),
             };
             let result = run_hook(setup, env, &ws.dir, &limits, &secrets, id, "setup");
             match result {
@@ -293,6 +297,7 @@ impl DirectBackend {
             cancel: Some(cancel),
             deadline: None,
             grace: self.ctx.timing.kill_grace,
+            group: Some(group),
         };
         let result = process::run(&agent, &limits, &secrets, &mut |_, line| {
             log::info!(target: "agent", "[{id}] {line}");
@@ -315,13 +320,13 @@ impl DirectBackend {
 
     /// Post-task cleanup: env file, teardown hook, workspace, temporary git config directory.
     /// Never changes the task's result.
-    fn close(&self, spec: &TaskSpec, cancel: &CancelToken, ws: Workspace) {
+    fn close(&self, spec: &TaskSpec, cancel: &CancelToken, group: &GroupHandle, ws: Workspace) {
         let id = spec.task_id.as_str();
         if let Err(e) = workspace::remove(&ws.env_file) {
             log::warn!("Task {id}: failed to remove {}: {e}", ws.env_file.display());
         }
         if let Some(teardown) = &self.teardown_command {
-            self.teardown(teardown, spec, cancel, &ws);
+            self.teardown(teardown, spec, cancel, group, &ws);
         }
         if ws.per_task {
             if self.ctx.cleanup {
@@ -347,20 +352,33 @@ impl DirectBackend {
 
     /// Runs the teardown hook. After a cancellation it still runs, with `kill_grace` to finish;
     /// otherwise a cancellation that arrives during it stops it.
-    fn teardown(&self, teardown: &str, spec: &TaskSpec, cancel: &CancelToken, ws: &Workspace) {
+    fn teardown(
+        &self,
+        teardown: &str,
+        spec: &TaskSpec,
+        cancel: &CancelToken,
+        group: &GroupHandle,
+        ws: &Workspace,
+    ) {
         let id = spec.task_id.as_str();
+        if self.shut_down.load(Ordering::Acquire) {
+            log::warn!("Task {id}: skipping the teardown command, the worker is shutting down");
+            return;
+        }
         let grace = self.ctx.timing.kill_grace;
         let limits = if cancel.is_cancelled() {
             Limits {
                 cancel: None,
                 deadline: Some(Instant::now() + grace),
                 grace,
+                group: Some(group),
             }
         } else {
             Limits {
                 cancel: Some(cancel),
                 deadline: None,
                 grace,
+                group: Some(group),
             }
         };
         log::info!("Running teardown command for task {id}");
@@ -380,14 +398,24 @@ impl DirectBackend {
         self.created.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_running(&self) -> std::sync::MutexGuard<'_, Vec<(u64, TaskRef, CancelToken)>> {
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn register(&self, task: TaskRef, cancel: &CancelToken) -> Registration<'_> {
         let n = self.next_run.fetch_add(1, Ordering::Relaxed);
-        self.lock_running().push((n, task, cancel.clone()));
-        Registration { backend: self, n }
+        let group = GroupHandle::new();
+        self.lock_running().push(Running {
+            n,
+            task,
+            cancel: cancel.clone(),
+            group: group.clone(),
+        });
+        Registration {
+            backend: self,
+            n,
+            group,
+        }
     }
 }
 
@@ -395,11 +423,20 @@ impl DirectBackend {
 struct Registration<'a> {
     backend: &'a DirectBackend,
     n: u64,
+    group: GroupHandle,
+}
+
+/// A running execution: how to cancel it, and its current process group.
+struct Running {
+    n: u64,
+    task: TaskRef,
+    cancel: CancelToken,
+    group: GroupHandle,
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        self.backend.lock_running().retain(|(n, _, _)| *n != self.n);
+        self.backend.lock_running().retain(|r| r.n != self.n);
     }
 }
 
@@ -409,7 +446,8 @@ impl Backend for DirectBackend {
     }
 
     fn execute(&self, spec: &TaskSpec, cancel: &CancelToken) -> Result<Completion, Failure> {
-        let _registration = self.register(spec.task_ref(), cancel);
+        let registration = self.register(spec.task_ref(), cancel);
+        let group = &registration.group;
         if cancel.is_cancelled() {
             return Err(Failure::cancelled());
         }
@@ -419,26 +457,26 @@ impl Backend for DirectBackend {
         if ws.created && self.ctx.cleanup {
             self.lock_created().insert(ws.dir.clone());
         }
-        let result = self.run_task(spec, cancel, &ws);
-        self.close(spec, cancel, ws);
+        let result = self.run_task(spec, cancel, group, &ws);
+        self.close(spec, cancel, group, ws);
         result
     }
 
     /// Fires the token of every matching running execution (all of the run's executions when
     /// `task` has no execution id); `execute` then stops the process group and returns.
     fn cancel(&self, task: &TaskRef) -> Result<(), String> {
-        for (_, running, token) in self.lock_running().iter() {
-            let matches = running.task_id == task.task_id
-                && (task.execution_id.is_none() || running.execution_id == task.execution_id);
+        for r in self.lock_running().iter() {
+            let matches = r.task.task_id == task.task_id
+                && (task.execution_id.is_none() || r.task.execution_id == task.execution_id);
             if matches {
-                token.cancel(CancelSource::User);
+                r.cancel.cancel(CancelSource::User);
             }
         }
         Ok(())
     }
 
     fn probe(&self) -> Vec<ProbeLine> {
-        let mut lines = vec![probe_executable(
+        let mut lines = vec![host::probe_executable(
             &self.oz,
             "oz CLI",
             "install the oz CLI or set oz_path for the direct backend",
@@ -447,16 +485,9 @@ impl Backend for DirectBackend {
             Layout::PerTask { root } => ("workspace root", root),
             Layout::TargetDir { dir } => ("target directory", dir),
         };
-        lines.push(match access(dir.as_path(), AccessFlags::W_OK | AccessFlags::X_OK) {
-            Ok(()) if dir.is_dir() => ProbeLine::ok(format!("{what} {} is writable", dir.display())),
-            Ok(()) => ProbeLine::failed(format!("{what} {} is not a directory", dir.display())),
-            Err(e) => ProbeLine::failed(format!(
-                "{what} {} is not writable ({e}): create it and give the worker's user write access",
-                dir.display()
-            )),
-        });
+        lines.push(host::probe_writable_dir(dir, what));
         if self.setup_command.is_some() || self.teardown_command.is_some() {
-            lines.push(probe_executable(
+            lines.push(host::probe_executable(
                 Path::new(SHELL),
                 "shell for the setup/teardown hooks",
                 "install a POSIX shell at /bin/sh",
@@ -465,9 +496,18 @@ impl Backend for DirectBackend {
         lines
     }
 
-    /// Removes the workspaces this process created and could not remove after their task (only
-    /// when cleanup is on). Other entries under the workspace root are left alone.
+    /// Kills what is still running, then removes the workspaces this process created and has
+    /// not removed yet (only when cleanup is on). Other entries under the root are left alone.
     fn shutdown(&self) {
+        self.shut_down.store(true, Ordering::Release);
+        // Tasks still running now outlived the shutdown wait (an agent ignoring SIGTERM with a
+        // long kill_grace): kill their groups rather than leave them behind the worker.
+        for r in self.lock_running().iter() {
+            r.cancel.cancel(CancelSource::Shutdown);
+            if r.group.kill() {
+                log::warn!("Killed the processes of task {} at shutdown", r.task);
+            }
+        }
         if !self.ctx.cleanup {
             return;
         }
@@ -521,38 +561,6 @@ fn describe_args(args: &[String], secrets: &Redactor) -> String {
     out.join(" ")
 }
 
-fn probe_executable(path: &Path, what: &str, fix: &str) -> ProbeLine {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
-            match access(path, AccessFlags::X_OK) {
-                Ok(()) => ProbeLine::ok(format!("{what} {} is executable", path.display())),
-                Err(e) => ProbeLine::failed(format!(
-                    "{what} {} is not executable by this user ({e}): {fix}",
-                    path.display()
-                )),
-            }
-        }
-        Ok(_) => ProbeLine::failed(format!(
-            "{what} {} is not an executable file: {fix}",
-            path.display()
-        )),
-        Err(e) => ProbeLine::failed(format!("{what} {} not found ({e}): {fix}", path.display())),
-    }
-}
-
-/// Looks `name` up in the `PATH` of `env` (empty entries, meaning the current directory, are
-/// skipped).
-fn find_on_path(name: &str, env: &Env) -> Option<PathBuf> {
-    let path = env.get("PATH")?;
-    std::env::split_paths(path)
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,17 +579,6 @@ mod tests {
         .into();
         let d = describe_args(&args, &Redactor::new(["s3cr3t"]));
         assert_eq!(d, "agent run --mcp [withheld] --task-id [REDACTED]");
-    }
-
-    #[test]
-    fn path_lookup_uses_the_given_env() {
-        let env: Env = [("PATH", "::/nonexistent:/bin:/usr/bin")]
-            .into_iter()
-            .collect();
-        let sh = find_on_path("sh", &env).unwrap();
-        assert!(sh.ends_with("sh") && sh.is_absolute());
-        assert_eq!(find_on_path("sh", &Env::new()), None);
-        assert_eq!(find_on_path("definitely-not-a-command-oz", &env), None);
     }
 
     #[test]
