@@ -10,13 +10,15 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod backend;
-pub mod check;
 pub mod bounded;
+pub mod check;
 pub mod cli;
 pub mod config;
+pub mod dotenv;
 pub mod lifecycle;
 pub mod link;
 pub mod logging;
+pub mod process;
 pub mod protocol;
 pub mod run_once;
 pub mod settings;

@@ -1,0 +1,230 @@
+//! Turning a child's output bytes into log lines: split at `\n`, drop a trailing `\r`, decode
+//! lossily, scrub known secrets, and cap what one log record carries.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Longest piece of a line put in one log record; longer lines become several records.
+pub const MAX_RECORD: usize = 16 * 1024;
+/// Longest unfinished line held while waiting for its end. A line that grows past this is
+/// flushed in pieces, or withheld when secrets are being scrubbed (see [`LineBuffer`]).
+pub const MAX_PENDING: usize = 64 * 1024;
+/// What a scrubbed secret is replaced with.
+pub const REDACTED: &str = "[REDACTED]";
+/// Logged instead of an overlong line that could not be scrubbed as a whole.
+pub const WITHHELD: &str =
+    "[output line longer than 64 KiB withheld: it could not be checked for secrets]";
+
+/// Which pipe a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Literal secret values to scrub from output lines.
+///
+/// Output is matched line by line, so a multi-line value is also registered line by line.
+/// Matching is literal (no encodings) and longest-first.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    patterns: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new<I, S>(values: I) -> Redactor
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut patterns = Vec::new();
+        for value in values {
+            let value = value.as_ref();
+            patterns.push(value.to_owned());
+            if value.contains(['\n', '\r']) {
+                patterns.extend(value.split(['\n', '\r']).map(str::to_owned));
+            }
+        }
+        patterns.retain(|p| !p.is_empty());
+        patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        patterns.dedup();
+        Redactor { patterns }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
+        for p in &self.patterns {
+            if out.contains(p.as_str()) {
+                out = Cow::Owned(out.replace(p.as_str(), REDACTED));
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} patterns)", self.patterns.len())
+    }
+}
+
+/// Collects one stream's bytes and emits finished lines.
+///
+/// A line is scrubbed as a whole, so a secret is never split across two records. A line longer
+/// than [`MAX_PENDING`] cannot be held whole: without secrets it is flushed in pieces; with
+/// secrets the rest of it is withheld (one [`WITHHELD`] record) rather than risk emitting a
+/// secret cut in two.
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    pending: Vec<u8>,
+    withholding: bool,
+}
+
+impl LineBuffer {
+    pub fn push(&mut self, data: &[u8], redactor: &Redactor, emit: &mut dyn FnMut(&str)) {
+        let mut rest = data;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            if self.withholding {
+                self.withholding = false;
+            } else {
+                self.pending.extend_from_slice(&rest[..pos]);
+                emit_line(&self.pending, redactor, emit);
+            }
+            self.pending.clear();
+            rest = &rest[pos + 1..];
+        }
+        if self.withholding {
+            return;
+        }
+        self.pending.extend_from_slice(rest);
+        if self.pending.len() > MAX_PENDING {
+            if redactor.is_empty() {
+                emit_text(&String::from_utf8_lossy(&self.pending), emit);
+            } else {
+                emit(WITHHELD);
+                self.withholding = true;
+            }
+            self.pending.clear();
+        }
+    }
+
+    /// Emits the unfinished last line, if any.
+    pub fn finish(&mut self, redactor: &Redactor, emit: &mut dyn FnMut(&str)) {
+        if !self.withholding && !self.pending.is_empty() {
+            emit_line(&self.pending, redactor, emit);
+        }
+        self.pending.clear();
+        self.withholding = false;
+    }
+}
+
+fn emit_line(line: &[u8], redactor: &Redactor, emit: &mut dyn FnMut(&str)) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = String::from_utf8_lossy(line);
+    emit_text(&redactor.redact(&text), emit);
+}
+
+/// Emits `text` in records of at most [`MAX_RECORD`] bytes, cut on character boundaries.
+fn emit_text(text: &str, emit: &mut dyn FnMut(&str)) {
+    let mut rest = text;
+    loop {
+        if rest.len() <= MAX_RECORD {
+            emit(rest);
+            return;
+        }
+        let mut cut = MAX_RECORD;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        emit(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(chunks: &[&[u8]], redactor: &Redactor) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = LineBuffer::default();
+        for c in chunks {
+            buf.push(c, redactor, &mut |l| out.push(l.to_owned()));
+        }
+        buf.finish(redactor, &mut |l| out.push(l.to_owned()));
+        out
+    }
+
+    #[test]
+    fn splits_lines_across_chunks_and_strips_cr() {
+        let none = Redactor::default();
+        assert_eq!(
+            lines(&[b"a\r\nb", b"c\n", b"\n", b"tail"], &none),
+            ["a", "bc", "", "tail"]
+        );
+        assert_eq!(lines(&[b"x\n"], &none), ["x"]);
+        assert!(lines(&[b""], &none).is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let out = lines(&[b"ok \xff\xfe end\n"], &Redactor::default());
+        assert_eq!(out, ["ok \u{fffd}\u{fffd} end"]);
+    }
+
+    #[test]
+    fn long_lines_are_cut_on_char_boundaries() {
+        let line = "é".repeat(MAX_RECORD); // 2 bytes each
+        let out = lines(&[line.as_bytes(), b"\n"], &Redactor::default());
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|l| l.len() <= MAX_RECORD));
+        assert_eq!(out.concat(), line);
+    }
+
+    #[test]
+    fn overlong_unfinished_line_is_flushed_without_secrets() {
+        let big = vec![b'x'; MAX_PENDING + 10];
+        let out = lines(&[&big, b"yz\n"], &Redactor::default());
+        let joined: String = out.concat();
+        assert_eq!(joined.len(), MAX_PENDING + 12);
+        assert!(out.iter().all(|l| l.len() <= MAX_RECORD));
+    }
+
+    #[test]
+    fn overlong_unfinished_line_is_withheld_with_secrets() {
+        let r = Redactor::new(["s3cr3t"]);
+        let mut big = vec![b'x'; MAX_PENDING - 3];
+        big.extend_from_slice(b"s3c");
+        let out = lines(&[&big, b"r3t", b"more\nnext s3cr3t\n"], &r);
+        assert_eq!(out, [WITHHELD, "next [REDACTED]"]);
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_longest_first() {
+        let r = Redactor::new(["abc", "abcdef", "", "line1\nline2"]);
+        assert_eq!(r.redact("xabcdefy abc"), "x[REDACTED]y [REDACTED]");
+        assert_eq!(r.redact("line2 only"), "[REDACTED] only");
+        assert!(matches!(r.redact("clean"), Cow::Borrowed("clean")));
+        assert!(!format!("{r:?}").contains("abc"));
+        assert!(Redactor::new([""]).is_empty());
+    }
+
+    #[test]
+    fn secret_split_across_reads_is_still_scrubbed() {
+        let r = Redactor::new(["hunter2"]);
+        assert_eq!(lines(&[b"pw=hun", b"ter2\n"], &r), ["pw=[REDACTED]"]);
+    }
+}
