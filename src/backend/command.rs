@@ -161,7 +161,8 @@ impl Backend for CommandBackend {
             return Err(Failure::cancelled());
         }
         let id = spec.task_id.as_str();
-        let payload = dispatch_payload(spec, &self.ctx.worker_id, &self.ctx.server_root_url);
+        let payload =
+            crate::task::dispatch_payload(spec, &self.ctx.worker_id, &self.ctx.server_root_url);
         let env = dispatch_env(
             &self.worker_env,
             &self.settings.env,
@@ -265,34 +266,6 @@ impl Backend for CommandBackend {
     }
 }
 
-/// PLACEHOLDER until `task::dispatch_payload` lands: the lead replaces this with a call to it.
-/// Same shape (version 1 payload, operator env excluded), kept minimal.
-fn dispatch_payload(spec: &TaskSpec, worker_id: &str, server_root_url: &str) -> String {
-    let env: serde_json::Map<String, serde_json::Value> = spec
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
-        .collect();
-    let sidecars = if spec.sidecars.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::to_value(&spec.sidecars).unwrap_or(serde_json::Value::Null)
-    };
-    serde_json::json!({
-        "version": 1,
-        "run_id": spec.task_id,
-        "execution_id": spec.execution_id.as_deref().unwrap_or(""),
-        "server_root_url": server_root_url,
-        "worker_id": worker_id,
-        "docker_image": spec.image,
-        "base_args": spec.base_args,
-        "env": env,
-        "sidecars": sidecars,
-        "task": serde_json::to_value(&spec.task).unwrap_or(serde_json::Value::Null),
-    })
-    .to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,9 +339,9 @@ mod tests {
     }
 
     #[test]
-    fn placeholder_payload_has_every_key() {
+    fn payload_has_every_key() {
         let v: serde_json::Value =
-            serde_json::from_str(&dispatch_payload(&spec(), "w1", "https://srv")).unwrap();
+            serde_json::from_str(&crate::task::dispatch_payload(&spec(), "w1", "https://srv")).unwrap();
         for key in [
             "version",
             "run_id",
