@@ -230,10 +230,9 @@ fn wss_with_ca_bundle_delivers_and_closes_cleanly() {
 #[test]
 fn wss_without_the_ca_is_refused_and_retried() {
     let oz = OzServer::start_tls();
-    let mut h = start(
-        config(oz.url(), "untrusted", quiet_timing()),
-        ProxyEnv::none(),
-    );
+    let mut cfg = config(oz.url(), "untrusted", quiet_timing());
+    cfg.ca_bundle = Some(crate::support::oz_server::unrelated_ca_bundle());
+    let mut h = start(cfg, ProxyEnv::none());
     for _ in 0..2 {
         let (error, _) = h.dial_failed();
         assert!(
@@ -701,4 +700,49 @@ fn dropping_the_link_without_shutdown_stops_it() {
     // The thread ends and the socket closes; the server sees the connection end.
     let conn = oz.wait_for_disconnect(0, T);
     assert!(conn.closed_at.is_some());
+}
+
+#[test]
+fn shutdown_interrupts_a_hanging_dial() {
+    // A listener that never accepts: the kernel completes TCP handshakes, nobody answers.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    let slow = Timing {
+        write_timeout: Duration::from_secs(120),
+        ..quiet_timing()
+    };
+    let cases = [
+        (
+            "hang-ws",
+            format!("ws://127.0.0.1:{port}/ws"),
+            ProxyEnv::none(),
+        ),
+        (
+            "hang-wss",
+            format!("wss://127.0.0.1:{port}/ws"),
+            ProxyEnv::none(),
+        ),
+        (
+            "hang-proxy",
+            "ws://oz.test/ws".to_string(),
+            ProxyEnv {
+                http_proxy: Some(format!("http://127.0.0.1:{port}")),
+                ..ProxyEnv::none()
+            },
+        ),
+    ];
+    let ca = crate::support::oz_server::unrelated_ca_bundle();
+    for (name, url, proxy) in cases {
+        let mut cfg = config(url, name, slow.clone());
+        cfg.ca_bundle = Some(ca.clone());
+        let mut h = start(cfg, proxy);
+        h.link().send(rejected(1));
+        let report = h.shutdown(Duration::from_millis(300));
+        assert!(
+            report.stopped,
+            "{name}: the thread outlived the deadline: {report:?}"
+        );
+        assert_eq!(report.undelivered, 1, "{name}");
+        assert!(!report.closed_cleanly, "{name}");
+    }
 }

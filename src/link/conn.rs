@@ -12,9 +12,9 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Bytes, Error as WsError, Message, WebSocket};
 
-use super::dial::Transport;
 use super::fmt_duration;
 use super::outbox::Outbox;
+use super::transport::Transport;
 use crate::settings::Timing;
 
 /// Messages read per wake-up before the loop gives writes and timers a turn.
@@ -226,12 +226,15 @@ impl Conn {
         match self.ws.flush() {
             Ok(()) => self.want_write = false,
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => self.want_write = true,
-            Err(WsError::ConnectionClosed) => return Ok(true),
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return Ok(true),
             Err(e) => return Err(lost_on_write(e)),
         }
+        self.more_to_read = false;
         for _ in 0..READ_BUDGET {
             match self.ws.read() {
-                Ok(Message::Close(_)) | Err(WsError::ConnectionClosed) => return Ok(true),
+                Ok(Message::Close(_)) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                    return Ok(true);
+                }
                 Ok(msg) => deliver(msg),
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}

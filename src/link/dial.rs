@@ -1,123 +1,38 @@
-//! One dial: resolve, TCP connect (with a timeout, `TCP_NODELAY`), optional HTTP CONNECT through
-//! a proxy, TLS (rustls with ring), then the WebSocket handshake run blocking with socket
-//! timeouts. The finished socket is switched to non-blocking for the `poll(2)` loop.
+//! One dial: resolve and TCP connect (with a timeout, `TCP_NODELAY`), optional HTTP CONNECT
+//! through a proxy, TLS, then the WebSocket handshake, run blocking with socket timeouts. The
+//! finished socket is switched to non-blocking for the `poll(2)` loop.
 //!
-//! Each phase gets `write_timeout`, clipped to the shutdown deadline when one is set, so a dial
-//! never outlives `Link::shutdown`'s deadline by more than scheduling noise.
+//! Each phase gets `write_timeout`. Every blocking call waits at most [`SLICE`] before the
+//! phase's [`Budget`] is checked again, so a shutdown requested in the middle of a dial stops it
+//! within a slice instead of after the whole timeout. Name resolution and TCP connect run on a
+//! short-lived helper thread (getaddrinfo has no timeout, connect cannot be sliced); an
+//! abandoned helper finishes on its own and drops its socket.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use crossbeam_channel::RecvTimeoutError;
+use rustls::ClientConfig;
 use tungstenite::handshake::client::{Request, generate_key};
 use tungstenite::http::HeaderValue;
-use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{HandshakeError, WebSocket};
 
 use super::backoff::parse_retry_after;
 use super::fmt_duration;
-use super::http_head::{self, parse_response_head};
+use super::http_head::parse_response_head;
 use super::proxy::{self, Proxy};
+use super::tls;
+use super::transport::{Transport, ws_config};
 use super::url::{Host, WsUrl};
+use super::wake::StopAt;
 
-/// Largest frame or message accepted from the server; larger ones end the connection.
-pub(crate) const MAX_INBOUND: usize = 16 << 20;
-/// Largest outbound frame; a message that encodes larger is dropped (it could never be sent).
-pub(crate) const MAX_OUTBOUND: usize = 16 << 20;
-const BUFFER: usize = 8 << 10;
-
-/// The WebSocket limits: small buffers (the traffic is a few small JSON frames), bounded
-/// everything.
-pub(crate) fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(BUFFER)
-        .write_buffer_size(BUFFER)
-        // One maximal outbound frame (+ header) always fits into an empty buffer.
-        .max_write_buffer_size(MAX_OUTBOUND + BUFFER + 64)
-        .max_message_size(Some(MAX_INBOUND))
-        .max_frame_size(Some(MAX_INBOUND))
-}
-
-/// The link's byte stream: plain TCP or TLS over TCP. It counts the bytes it reads, so
-/// liveness can count a large frame that is still arriving as "something was read".
-#[derive(Debug)]
-pub(crate) struct Transport {
-    stream: Stream,
-    received: u64,
-}
-
-#[derive(Debug)]
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
-}
-
-impl Transport {
-    fn plain(tcp: TcpStream) -> Transport {
-        Transport {
-            stream: Stream::Plain(tcp),
-            received: 0,
-        }
-    }
-
-    fn tls(tls: StreamOwned<ClientConnection, TcpStream>) -> Transport {
-        Transport {
-            stream: Stream::Tls(Box::new(tls)),
-            received: 0,
-        }
-    }
-
-    pub(crate) fn tcp(&self) -> &TcpStream {
-        match &self.stream {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.sock,
-        }
-    }
-
-    /// Bytes read so far (after TLS decryption).
-    pub(crate) fn received(&self) -> u64 {
-        self.received
-    }
-}
-
-impl Read for Transport {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = match &mut self.stream {
-            Stream::Plain(s) => s.read(buf)?,
-            Stream::Tls(s) => s.read(buf)?,
-        };
-        self.received += n as u64;
-        Ok(n)
-    }
-}
-
-impl Write for Transport {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.stream {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match &mut self.stream {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
-
-impl AsFd for Transport {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.tcp().as_fd()
-    }
-}
+/// The longest single blocking wait inside a dial.
+const SLICE: Duration = Duration::from_millis(100);
+/// Each address gets an equal share of the connect budget, but at least this much.
+const MIN_ATTEMPT: Duration = Duration::from_secs(2);
 
 /// Why one dial failed. The text never holds a secret.
 #[derive(Debug)]
@@ -157,7 +72,7 @@ pub(crate) enum DialError {
     Handshake {
         error: String,
     },
-    /// The shutdown deadline passed before this dial could start.
+    /// The shutdown deadline passed during the dial.
     Deadline,
 }
 
@@ -203,48 +118,49 @@ impl fmt::Display for DialError {
     }
 }
 
-/// Builds the rustls client configuration: the system roots plus the optional PEM bundle.
-pub(crate) fn tls_config(ca_bundle: Option<&Path>) -> Result<Arc<ClientConfig>, super::LinkError> {
-    use super::LinkError;
-    let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for e in &native.errors {
-        // Not fatal: the extra bundle may be all we need, and an empty store is caught below.
-        if ca_bundle.is_some() {
-            log::info!("Could not load some system CA certificates: {e}");
-        } else {
-            log::warn!("Could not load some system CA certificates: {e}");
+/// The time budget of one dial phase, also ended by a shutdown deadline.
+pub(crate) struct Budget<'a> {
+    end: Instant,
+    stop: &'a StopAt,
+    phase: &'static str,
+    target: String,
+}
+
+impl Budget<'_> {
+    /// `Err` once the shutdown deadline or the phase's end has passed.
+    pub(crate) fn check(&self) -> Result<(), DialError> {
+        let now = Instant::now();
+        if self.stop.passed(now) {
+            return Err(DialError::Deadline);
         }
-    }
-    let (system, _) = roots.add_parsable_certificates(native.certs);
-    log::debug!("Loaded {system} system CA certificates");
-    if let Some(path) = ca_bundle {
-        let bad = |reason: String| LinkError::CaBundle {
-            path: path.to_owned(),
-            reason,
-        };
-        let mut added = 0usize;
-        let iter = CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))?;
-        for cert in iter {
-            let cert = cert.map_err(|e| bad(e.to_string()))?;
-            roots.add(cert).map_err(|e| bad(e.to_string()))?;
-            added += 1;
+        if now >= self.end {
+            return Err(DialError::Timeout {
+                phase: self.phase,
+                target: self.target.clone(),
+            });
         }
-        if added == 0 {
-            return Err(bad("no PEM certificates found".into()));
-        }
-        log::debug!("Loaded {added} CA certificates from {}", path.display());
+        Ok(())
     }
-    if roots.is_empty() {
-        return Err(LinkError::NoTrustAnchors);
+
+    /// The next blocking wait: at most one slice, never past the phase's end.
+    pub(crate) fn slice(&self) -> Duration {
+        self.end
+            .saturating_duration_since(Instant::now())
+            .min(SLICE)
+            // A zero socket timeout means "block forever" to the OS.
+            .max(Duration::from_millis(1))
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| LinkError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+
+    /// Checks the budget, then bounds the socket's next read and write by one slice.
+    pub(crate) fn arm(&self, tcp: &TcpStream) -> Result<(), DialError> {
+        self.check()?;
+        let slice = Some(self.slice());
+        tcp.set_read_timeout(slice)
+            .and_then(|()| tcp.set_write_timeout(slice))
+            .map_err(|e| DialError::Handshake {
+                error: format!("cannot set socket timeouts: {e}"),
+            })
+    }
 }
 
 /// Headers sent on every dial, validated once.
@@ -264,39 +180,43 @@ pub(crate) struct Dialer {
     pub tls: Option<Arc<ClientConfig>>,
     pub headers: Headers,
     pub timeout: Duration,
+    pub stop: Arc<StopAt>,
 }
 
 impl Dialer {
-    /// Dials once. `stop` is the shutdown deadline, if one is set.
-    pub(crate) fn dial(&self, stop: Option<Instant>) -> Result<WebSocket<Transport>, DialError> {
-        let phase_end = || {
-            let end = Instant::now() + self.timeout;
-            stop.map_or(end, |s| end.min(s))
-        };
-        if stop.is_some_and(|s| Instant::now() >= s) {
-            return Err(DialError::Deadline);
+    fn budget(&self, phase: &'static str, target: String) -> Budget<'_> {
+        Budget {
+            end: Instant::now() + self.timeout,
+            stop: &self.stop,
+            phase,
+            target,
         }
+    }
+
+    /// Dials once.
+    pub(crate) fn dial(&self) -> Result<WebSocket<Transport>, DialError> {
         let target = self.url.host.with_port(self.url.port);
         let (host, port, shown) = match &self.proxy {
-            Some(p) => (&p.host, p.port, p.display()),
-            None => (&self.url.host, self.url.port, target.clone()),
+            Some(p) => (p.host.clone(), p.port, p.display()),
+            None => (self.url.host.clone(), self.url.port, target.clone()),
         };
-        let end = phase_end();
-        let addrs = resolve(host, port, end)?;
-        let tcp = connect(&addrs, end, &shown)?;
+        let tcp = connect(host, port, &self.budget("connect to", shown.clone()))?;
         // Small frames would otherwise wait on Nagle and delayed ACKs.
         tcp.set_nodelay(true).map_err(|error| DialError::Connect {
             target: shown.clone(),
             error,
         })?;
         if let Some(p) = &self.proxy {
-            self.tunnel(&tcp, p, &target, phase_end())?;
+            self.tunnel(&tcp, p, &target)?;
         }
         let transport = match &self.tls {
-            Some(cfg) if self.url.secure => tls_handshake(tcp, cfg, &self.url.host, phase_end())?,
+            Some(cfg) if self.url.secure => {
+                let budget = self.budget("TLS handshake with", self.url.host.to_string());
+                tls::handshake(tcp, cfg, &self.url.host, &budget)?
+            }
             _ => Transport::plain(tcp),
         };
-        let ws = self.ws_handshake(transport, phase_end())?;
+        let ws = self.ws_handshake(transport)?;
         ws.get_ref()
             .tcp()
             .set_nonblocking(true)
@@ -307,60 +227,43 @@ impl Dialer {
     }
 
     /// HTTP CONNECT `target` through the proxy; the proxy resolves the target's name.
-    fn tunnel(
-        &self,
-        mut tcp: &TcpStream,
-        p: &Proxy,
-        target: &str,
-        end: Instant,
-    ) -> Result<(), DialError> {
+    fn tunnel(&self, mut tcp: &TcpStream, p: &Proxy, target: &str) -> Result<(), DialError> {
         let proxy = p.display();
-        let io_err = |e: io::Error| {
-            if is_timeout(&e) {
-                DialError::Timeout {
-                    phase: "CONNECT through proxy",
-                    target: proxy.clone(),
-                }
-            } else {
-                DialError::Proxy {
-                    proxy: proxy.clone(),
-                    error: e.to_string(),
-                }
-            }
+        let budget = self.budget("CONNECT through proxy", proxy.clone());
+        let failed = |error: String| DialError::Proxy {
+            proxy: proxy.clone(),
+            error,
         };
         let ua = self
             .headers
             .user_agent
             .to_str()
             .unwrap_or("oz-agent-worker");
-        set_timeouts(tcp, end).map_err(io_err)?;
+        // A few hundred bytes into a fresh socket: this write does not block in practice, and
+        // a partial write after a timeout could not be resumed with write_all.
+        budget.check()?;
+        let _ = tcp.set_write_timeout(Some(self.timeout));
         tcp.write_all(&proxy::connect_request(p, target, ua))
-            .map_err(io_err)?;
+            .map_err(|e| failed(e.to_string()))?;
         // Byte by byte: nothing past the head may be consumed (it belongs to the tunnel).
         let mut head = Vec::with_capacity(256);
         let mut byte = [0u8; 1];
         let parsed = loop {
-            set_timeouts(tcp, end).map_err(io_err)?;
+            budget.arm(tcp)?;
             match tcp.read(&mut byte) {
                 Ok(0) => {
-                    return Err(DialError::Proxy {
-                        proxy,
-                        error: "closed the connection before answering CONNECT".into(),
-                    });
+                    return Err(failed(
+                        "closed the connection before answering CONNECT".into(),
+                    ));
                 }
                 Ok(_) => head.push(byte[0]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err(e)),
+                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(failed(e.to_string())),
             }
             match parse_response_head(&head) {
                 Ok(None) => {}
                 Ok(Some(h)) => break h,
-                Err(e) => {
-                    return Err(DialError::Proxy {
-                        proxy,
-                        error: format!("bad CONNECT response: {e}"),
-                    });
-                }
+                Err(e) => return Err(failed(format!("bad CONNECT response: {e}"))),
             }
         };
         if !(200..300).contains(&parsed.status) {
@@ -369,7 +272,6 @@ impl Dialer {
                 status: parsed.status,
             });
         }
-        debug_assert!(head.len() <= http_head::MAX_HEAD);
         Ok(())
     }
 
@@ -404,36 +306,26 @@ impl Dialer {
         })
     }
 
-    fn ws_handshake(
-        &self,
-        transport: Transport,
-        end: Instant,
-    ) -> Result<WebSocket<Transport>, DialError> {
-        let timeout = || DialError::Timeout {
-            phase: "WebSocket handshake with",
-            target: self.url.host_header(),
-        };
-        set_timeouts(transport.tcp(), end).map_err(|_| timeout())?;
+    fn ws_handshake(&self, transport: Transport) -> Result<WebSocket<Transport>, DialError> {
+        let budget = self.budget("WebSocket handshake with", self.url.host_header());
+        budget.arm(transport.tcp())?;
         let mut attempt =
             tungstenite::client::client_with_config(self.request()?, transport, Some(ws_config()));
         loop {
             match attempt {
                 Ok((ws, _response)) => return Ok(ws),
-                // The socket timeout expired (EAGAIN) mid-handshake: retry until our deadline.
+                // A slice ended mid-handshake (EAGAIN): resume while the budget lasts.
                 Err(HandshakeError::Interrupted(mid)) => {
-                    if Instant::now() >= end {
-                        return Err(timeout());
-                    }
-                    set_timeouts(mid.get_ref().get_ref().tcp(), end).map_err(|_| timeout())?;
+                    budget.arm(mid.get_ref().get_ref().tcp())?;
                     attempt = mid.handshake();
                 }
-                Err(HandshakeError::Failure(e)) => return Err(handshake_failure(e, timeout)),
+                Err(HandshakeError::Failure(e)) => return Err(handshake_failure(e)),
             }
         }
     }
 }
 
-fn handshake_failure(e: tungstenite::Error, timeout: impl Fn() -> DialError) -> DialError {
+fn handshake_failure(e: tungstenite::Error) -> DialError {
     match e {
         tungstenite::Error::Http(resp) => {
             let status = resp.status().as_u16();
@@ -453,7 +345,6 @@ fn handshake_failure(e: tungstenite::Error, timeout: impl Fn() -> DialError) -> 
                 },
             }
         }
-        tungstenite::Error::Io(e) if is_timeout(&e) => timeout(),
         tungstenite::Error::Io(e) => DialError::Handshake {
             error: e.to_string(),
         },
@@ -463,93 +354,74 @@ fn handshake_failure(e: tungstenite::Error, timeout: impl Fn() -> DialError) -> 
     }
 }
 
-fn tls_handshake(
-    mut tcp: TcpStream,
-    cfg: &Arc<ClientConfig>,
-    host: &Host,
-    end: Instant,
-) -> Result<Transport, DialError> {
-    let shown = host.to_string();
-    let tls_err = |error: String| DialError::Tls {
-        host: shown.clone(),
-        error,
-    };
-    let name = match host {
-        Host::Name(n) => ServerName::try_from(n.clone()).map_err(|e| tls_err(e.to_string()))?,
-        Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
-    };
-    let mut conn = ClientConnection::new(cfg.clone(), name).map_err(|e| tls_err(e.to_string()))?;
-    while conn.is_handshaking() {
-        set_timeouts(&tcp, end).map_err(|e| tls_err(e.to_string()))?;
-        match conn.complete_io(&mut tcp) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if is_timeout(&e) => {
-                return Err(DialError::Timeout {
-                    phase: "TLS handshake with",
-                    target: shown,
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(tls_err("the server closed the connection".into()));
-            }
-            Err(e) => return Err(tls_err(e.to_string())),
-        }
-        if conn.is_handshaking() && Instant::now() >= end {
-            return Err(DialError::Timeout {
-                phase: "TLS handshake with",
-                target: shown,
-            });
-        }
-    }
-    Ok(Transport::tls(StreamOwned::new(conn, tcp)))
-}
-
-/// Resolves on a helper thread so the lookup is bounded by `end` (getaddrinfo has no timeout).
-fn resolve(host: &Host, port: u16, end: Instant) -> Result<Vec<SocketAddr>, DialError> {
-    let name = match host {
-        Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, port)]),
-        Host::Name(n) => n.clone(),
-    };
+/// Resolves and connects on a helper thread, waiting for it in slices.
+fn connect(host: Host, port: u16, budget: &Budget) -> Result<TcpStream, DialError> {
+    budget.check()?;
     let (tx, rx) = crossbeam_channel::bounded(1);
-    let lookup = name.clone();
+    let end = budget.end;
+    let shown = budget.target.clone();
     std::thread::Builder::new()
-        .name("oz-resolve".into())
+        .name("oz-connect".into())
         .spawn(move || {
-            let r = (lookup.as_str(), port)
-                .to_socket_addrs()
-                .map(Iterator::collect::<Vec<_>>);
+            let r = resolve(&host, port).and_then(|addrs| connect_any(&addrs, end, &shown));
+            // Nobody listening any more (shutdown or timeout): the socket is dropped here.
             let _ = tx.send(r);
         })
-        .map_err(|e| DialError::Resolve {
-            host: name.clone(),
-            error: format!("cannot start the resolver thread: {e}"),
+        .map_err(|e| DialError::Connect {
+            target: budget.target.clone(),
+            error: e,
         })?;
-    match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
-        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
-        Ok(Ok(_)) => Err(DialError::Resolve {
-            host: name,
-            error: "no addresses".into(),
-        }),
-        Ok(Err(e)) => Err(DialError::Resolve {
-            host: name,
+    loop {
+        match rx.recv_timeout(budget.slice()) {
+            Ok(r) => return r,
+            Err(RecvTimeoutError::Timeout) => budget.check()?,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(DialError::Connect {
+                    target: budget.target.clone(),
+                    error: io::Error::other("the connect helper thread ended without an answer"),
+                });
+            }
+        }
+    }
+}
+
+fn resolve(host: &Host, port: u16) -> Result<Vec<SocketAddr>, DialError> {
+    let name = match host {
+        Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, port)]),
+        Host::Name(n) => n,
+    };
+    match (name.as_str(), port).to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            if addrs.is_empty() {
+                Err(DialError::Resolve {
+                    host: name.clone(),
+                    error: "no addresses".into(),
+                })
+            } else {
+                Ok(addrs)
+            }
+        }
+        Err(e) => Err(DialError::Resolve {
+            host: name.clone(),
             error: e.to_string(),
-        }),
-        Err(_) => Err(DialError::Timeout {
-            phase: "resolve",
-            target: name,
         }),
     }
 }
 
-fn connect(addrs: &[SocketAddr], end: Instant, shown: &str) -> Result<TcpStream, DialError> {
+/// Tries each address in turn. Like Go's dialer, each attempt gets an equal share of what is
+/// left (but at least [`MIN_ATTEMPT`] when that much is left), so one black-holed address cannot
+/// use up the whole budget.
+fn connect_any(addrs: &[SocketAddr], end: Instant, shown: &str) -> Result<TcpStream, DialError> {
     let mut last = None;
-    for addr in addrs {
+    for (i, addr) in addrs.iter().enumerate() {
         let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
-        match TcpStream::connect_timeout(addr, left) {
+        let remaining = u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
+        let share = (left / remaining).max(MIN_ATTEMPT.min(left));
+        match TcpStream::connect_timeout(addr, share) {
             Ok(s) => return Ok(s),
             Err(e) => last = Some(e),
         }
@@ -560,23 +432,13 @@ fn connect(addrs: &[SocketAddr], end: Instant, shown: &str) -> Result<TcpStream,
             error,
         }),
         _ => Err(DialError::Timeout {
-            phase: "connect",
+            phase: "connect to",
             target: shown.to_owned(),
         }),
     }
 }
 
-/// Socket timeouts for the blocking phases: what is left until `end` (at least 1 ms, since a
-/// zero timeout means "block forever" to the OS).
-fn set_timeouts(tcp: &TcpStream, end: Instant) -> io::Result<()> {
-    let left = end
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1));
-    tcp.set_read_timeout(Some(left))?;
-    tcp.set_write_timeout(Some(left))
-}
-
-fn is_timeout(e: &io::Error) -> bool {
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
@@ -628,39 +490,71 @@ mod tests {
             }
             tungstenite::Error::Http(Box::new(b.body(None).unwrap()))
         };
-        let t = || DialError::Deadline;
         assert!(matches!(
-            handshake_failure(resp(401, None), t),
+            handshake_failure(resp(401, None)),
             DialError::Rejected { status: 401 }
         ));
         assert!(matches!(
-            handshake_failure(resp(403, None), t),
+            handshake_failure(resp(403, None)),
             DialError::Rejected { status: 403 }
         ));
         assert_eq!(
-            handshake_failure(resp(503, Some("7")), t).retry_after(),
+            handshake_failure(resp(503, Some("7"))).retry_after(),
             Some(Duration::from_secs(7))
         );
+        assert_eq!(handshake_failure(resp(500, Some("7"))).retry_after(), None);
         assert_eq!(
-            handshake_failure(resp(500, Some("7")), t).retry_after(),
-            None
-        );
-        assert_eq!(
-            handshake_failure(resp(429, Some("soon")), t).retry_after(),
+            handshake_failure(resp(429, Some("soon"))).retry_after(),
             None
         );
     }
 
     #[test]
-    fn config_is_valid_and_bounded() {
-        let c = ws_config();
-        assert!(c.max_write_buffer_size > c.write_buffer_size + MAX_OUTBOUND);
-        assert_eq!(c.max_frame_size, Some(MAX_INBOUND));
-        assert_eq!(c.read_buffer_size, BUFFER);
-        // Constructing a context validates the config (it panics on an invalid one).
-        let _ = tungstenite::protocol::WebSocketContext::new(
-            tungstenite::protocol::Role::Client,
-            Some(c),
+    fn budget_ends_on_timeout_or_shutdown() {
+        let stop = StopAt::new();
+        let b = Budget {
+            end: Instant::now() + Duration::from_secs(60),
+            stop: &stop,
+            phase: "connect to",
+            target: "h:1".into(),
+        };
+        assert!(b.check().is_ok());
+        assert!(b.slice() <= SLICE && b.slice() >= Duration::from_millis(1));
+        stop.set(Instant::now());
+        assert!(matches!(b.check(), Err(DialError::Deadline)));
+        let stop = StopAt::new();
+        let b = Budget {
+            end: Instant::now(),
+            stop: &stop,
+            phase: "connect to",
+            target: "h:1".into(),
+        };
+        let e = b.check().unwrap_err();
+        assert_eq!(e.to_string(), "connect to h:1: timed out");
+        assert_eq!(b.slice(), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn connect_reports_refusal_and_unresolvable_names() {
+        // A port nobody listens on: bind, note the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let stop = StopAt::new();
+        let b = Budget {
+            end: Instant::now() + Duration::from_secs(30),
+            stop: &stop,
+            phase: "connect to",
+            target: format!("127.0.0.1:{port}"),
+        };
+        let e = connect(Host::Ip([127, 0, 0, 1].into()), port, &b).unwrap_err();
+        assert!(matches!(e, DialError::Connect { .. }), "{e}");
+        let e = connect(Host::Name("no-such-host.invalid".into()), 1, &b).unwrap_err();
+        assert!(
+            matches!(e, DialError::Resolve { .. } | DialError::Timeout { .. }),
+            "{e}"
         );
     }
 }

@@ -25,10 +25,11 @@ use tungstenite::Message;
 
 use super::backoff::Backoff;
 use super::conn::{Conn, Lost};
-use super::dial::{DialError, Dialer, MAX_OUTBOUND};
+use super::dial::{DialError, Dialer};
 use super::outbox::Outbox;
-use super::wake::{self, Ready, WakeRx};
-use super::{Cmd, LinkEvent, ShutdownReport, fmt_duration};
+use super::transport::MAX_OUTBOUND;
+use super::wake::{self, Ready, StopAt, WakeRx};
+use super::{LinkEvent, ShutdownReport, fmt_duration};
 use crate::protocol::{self, Inbound, Outbound};
 use crate::settings::Timing;
 
@@ -40,11 +41,25 @@ enum State {
     Done,
 }
 
+/// What the thread is built from.
+pub(crate) struct Parts {
+    pub dialer: Dialer,
+    pub timing: Timing,
+    pub rx: Receiver<Outbound>,
+    pub wake: WakeRx,
+    /// Set by `Link::shutdown`; the dialer reads the same one.
+    pub stop: Arc<StopAt>,
+    pub events: Sender<LinkEvent>,
+    pub pending: Arc<AtomicUsize>,
+    pub backoff: Backoff,
+}
+
 pub(crate) struct Machine {
     dialer: Dialer,
     timing: Timing,
-    rx: Receiver<Cmd>,
+    rx: Receiver<Outbound>,
     wake: WakeRx,
+    stop_at: Arc<StopAt>,
     events: Sender<LinkEvent>,
     /// Outbox length, published for a `shutdown` that gives up waiting on this thread.
     pending: Arc<AtomicUsize>,
@@ -56,24 +71,17 @@ pub(crate) struct Machine {
 }
 
 impl Machine {
-    pub(crate) fn new(
-        dialer: Dialer,
-        timing: Timing,
-        rx: Receiver<Cmd>,
-        wake: WakeRx,
-        events: Sender<LinkEvent>,
-        pending: Arc<AtomicUsize>,
-        backoff: Backoff,
-    ) -> Machine {
+    pub(crate) fn new(p: Parts) -> Machine {
         Machine {
-            dialer,
-            timing,
-            rx,
-            wake,
-            events,
-            pending,
+            dialer: p.dialer,
+            timing: p.timing,
+            rx: p.rx,
+            wake: p.wake,
+            stop_at: p.stop,
+            events: p.events,
+            pending: p.pending,
             outbox: Outbox::default(),
-            backoff,
+            backoff: p.backoff,
             stop: None,
             closed_cleanly: false,
         }
@@ -100,7 +108,7 @@ impl Machine {
             return State::Done;
         }
         log::info!("Connecting to {}", self.dialer.url);
-        match self.dialer.dial(self.stop) {
+        match self.dialer.dial() {
             Ok(ws) => {
                 log::info!("Connected to {}", self.dialer.url.host_header());
                 self.backoff.reset();
@@ -274,21 +282,20 @@ impl Machine {
             .is_some_and(|s| self.outbox.is_empty() || now >= s)
     }
 
+    /// Moves queued messages into the outbox and picks up a shutdown request.
     fn drain_commands(&mut self) {
         loop {
             match self.rx.try_recv() {
-                Ok(Cmd::Send(msg)) => self.enqueue(&msg),
-                Ok(Cmd::Shutdown(at)) => {
-                    self.stop = Some(self.stop.map_or(at, |s| s.min(at)));
-                }
+                Ok(msg) => self.enqueue(&msg),
                 Err(TryRecvError::Empty) => break,
                 // Every handle is gone: nobody can ask for a graceful shutdown any more.
                 Err(TryRecvError::Disconnected) => {
-                    self.stop.get_or_insert_with(Instant::now);
+                    self.stop_at.set(Instant::now());
                     break;
                 }
             }
         }
+        self.stop = self.stop_at.get();
         self.publish_pending();
     }
 

@@ -21,6 +21,8 @@ mod http_head;
 mod machine;
 mod outbox;
 mod proxy;
+mod tls;
+mod transport;
 mod url;
 mod wake;
 
@@ -132,15 +134,10 @@ impl std::error::Error for LinkError {
     }
 }
 
-pub(crate) enum Cmd {
-    Send(Outbound),
-    Shutdown(Instant),
-}
-
 /// A cloneable handle that queues outbound messages (e.g. for task threads).
 #[derive(Clone)]
 pub struct LinkSender {
-    tx: Sender<Cmd>,
+    tx: Sender<Outbound>,
     waker: Arc<wake::Waker>,
 }
 
@@ -148,7 +145,7 @@ impl LinkSender {
     /// Queues `msg` and wakes the link thread. Never blocks. After shutdown the message is
     /// dropped (and counted in the report if it raced the final drain).
     pub fn send(&self, msg: Outbound) {
-        if self.tx.send(Cmd::Send(msg)).is_ok() {
+        if self.tx.send(msg).is_ok() {
             self.waker.wake();
         }
     }
@@ -163,6 +160,7 @@ impl fmt::Debug for LinkSender {
 /// The supervisor's handle on the link thread.
 pub struct Link {
     sender: LinkSender,
+    stop: Arc<wake::StopAt>,
     done: Receiver<ShutdownReport>,
     pending: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
@@ -195,16 +193,18 @@ impl Link {
             log::info!("Using proxy {} for {}", p.display(), url.host_header());
         }
         let tls = if url.secure {
-            Some(dial::tls_config(cfg.ca_bundle.as_deref())?)
+            Some(tls::tls_config(cfg.ca_bundle.as_deref())?)
         } else {
             None
         };
+        let stop = Arc::new(wake::StopAt::new());
         let dialer = dial::Dialer {
             url,
             proxy,
             tls,
             headers: headers(&cfg.api_key, &cfg.version)?,
             timeout: cfg.timing.write_timeout,
+            stop: stop.clone(),
         };
         let (tx, rx) = crossbeam_channel::unbounded();
         let (waker, wake_rx) = wake::pair().map_err(LinkError::Spawn)?;
@@ -215,15 +215,16 @@ impl Link {
             cfg.timing.backoff_max,
             backoff::Rng::from_entropy(),
         );
-        let machine = machine::Machine::new(
+        let machine = machine::Machine::new(machine::Parts {
             dialer,
-            cfg.timing,
+            timing: cfg.timing,
             rx,
-            wake_rx,
+            wake: wake_rx,
+            stop: stop.clone(),
             events,
-            pending.clone(),
+            pending: pending.clone(),
             backoff,
-        );
+        });
         let thread = std::thread::Builder::new()
             .name("oz-link".into())
             .spawn(move || {
@@ -236,6 +237,7 @@ impl Link {
                 tx,
                 waker: Arc::new(waker),
             },
+            stop,
             done,
             pending,
             thread: Some(thread),
@@ -256,14 +258,15 @@ impl Link {
     /// waits for the server's close until `deadline`, and joins the thread (bounded).
     pub fn shutdown(mut self, deadline: Instant) -> ShutdownReport {
         let wait = deadline.saturating_duration_since(Instant::now()) + JOIN_GRACE;
-        self.stop(deadline, wait)
+        self.finish(deadline, wait)
     }
 
-    fn stop(&mut self, deadline: Instant, wait: Duration) -> ShutdownReport {
+    fn finish(&mut self, deadline: Instant, wait: Duration) -> ShutdownReport {
         let Some(thread) = self.thread.take() else {
             return ShutdownReport::default();
         };
-        let _ = self.sender.tx.send(Cmd::Shutdown(deadline));
+        // Visible to the thread at once, even in the middle of a dial.
+        self.stop.set(deadline);
         self.sender.waker.wake();
         match self.done.recv_timeout(wait) {
             Ok(report) => {
@@ -294,8 +297,7 @@ impl Link {
     }
 
     fn guess_pending(&self) -> usize {
-        // Queued commands include our Shutdown; the rest are unsent messages.
-        self.pending.load(Ordering::Relaxed) + self.sender.tx.len().saturating_sub(1)
+        self.pending.load(Ordering::Relaxed) + self.sender.tx.len()
     }
 }
 
@@ -303,7 +305,7 @@ impl Drop for Link {
     /// Dropped without `shutdown`: stop at once, without flushing.
     fn drop(&mut self) {
         if self.thread.is_some() {
-            let _ = self.stop(Instant::now(), Duration::from_secs(1));
+            let _ = self.finish(Instant::now(), Duration::from_secs(1));
         }
     }
 }

@@ -7,7 +7,8 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -48,6 +49,48 @@ impl WakeRx {
 impl AsFd for WakeRx {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
+    }
+}
+
+/// The shutdown deadline, set by the handle and readable by the link thread at any moment
+/// (including in the middle of a dial). Stored as nanoseconds after `base`, plus one; zero means
+/// "not set". An earlier deadline always wins.
+#[derive(Debug)]
+pub(crate) struct StopAt {
+    base: Instant,
+    at: AtomicU64,
+}
+
+impl StopAt {
+    pub(crate) fn new() -> StopAt {
+        StopAt {
+            base: Instant::now(),
+            at: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn set(&self, at: Instant) {
+        let nanos = at.saturating_duration_since(self.base).as_nanos();
+        let n = u64::try_from(nanos)
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1);
+        let _ = self
+            .at
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
+                (cur == 0 || n < cur).then_some(n)
+            });
+    }
+
+    pub(crate) fn get(&self) -> Option<Instant> {
+        match self.at.load(Ordering::SeqCst) {
+            0 => None,
+            n => self.base.checked_add(Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// True once the deadline is set and has passed.
+    pub(crate) fn passed(&self, now: Instant) -> bool {
+        self.get().is_some_and(|s| now >= s)
     }
 }
 
@@ -118,6 +161,25 @@ mod tests {
         rx.drain();
         let r = wait(None, &rx, Duration::ZERO).unwrap();
         assert!(!r.woken, "drain empties the wake socket");
+    }
+
+    #[test]
+    fn stop_at_keeps_the_earliest_deadline() {
+        let s = StopAt::new();
+        let now = Instant::now();
+        assert_eq!(s.get(), None);
+        assert!(!s.passed(now));
+        s.set(now + Duration::from_secs(10));
+        let first = s.get().unwrap();
+        assert!(first >= now + Duration::from_secs(10) - Duration::from_micros(1));
+        s.set(now + Duration::from_secs(20));
+        assert_eq!(s.get(), Some(first), "a later deadline never extends it");
+        s.set(now);
+        assert!(s.passed(Instant::now()));
+        // A deadline before the base clamps to the base (already passed).
+        let t = StopAt::new();
+        t.set(now.checked_sub(Duration::from_secs(1)).unwrap_or(now));
+        assert!(t.passed(Instant::now()));
     }
 
     #[test]

@@ -378,6 +378,25 @@ impl OzServer {
         })
     }
 
+    /// The first `n` frames matching `pred`, in arrival order.
+    pub fn wait_for_matching(
+        &self,
+        n: usize,
+        timeout: Duration,
+        pred: impl Fn(&Frame) -> bool,
+    ) -> Vec<Frame> {
+        self.wait_for(&format!("{n} matching frames"), timeout, |s| {
+            let m: Vec<Frame> = s
+                .frames
+                .iter()
+                .filter(|f| pred(f))
+                .take(n)
+                .cloned()
+                .collect();
+            (m.len() >= n).then_some(m)
+        })
+    }
+
     /// The first `n` frames.
     pub fn wait_for_frames(&self, n: usize, timeout: Duration) -> Vec<Frame> {
         self.wait_for(&format!("{n} frames"), timeout, |s| {
@@ -733,6 +752,22 @@ fn test_pki() -> &'static TestPki {
             server_config: Arc::new(server_config),
         }
     })
+}
+
+/// A PEM bundle with a CA that did not sign the fake server's certificate (for "untrusted"
+/// tests that must not depend on the machine's system roots). Remove the file's directory when
+/// done, or leave it to the temp dir.
+pub fn unrelated_ca_bundle() -> PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "unrelated test CA");
+    let cert = ca.self_signed(&key).expect("cert");
+    let path = unique_dir("oz-unrelated-ca").join("ca.pem");
+    std::fs::write(&path, cert.pem()).expect("write CA");
+    path
 }
 
 /// A fresh directory under the system temp dir.
