@@ -15,24 +15,27 @@
 
 #![allow(dead_code)]
 
+mod pki;
+mod serve;
+
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use crossbeam_channel::Sender;
+use rustls::ServerConfig;
 use serde_json::Value;
-use tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tungstenite::protocol::CloseFrame;
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
+
+use pki::{TestPki, test_pki};
+use serve::accept_loop;
+
+pub use pki::{unique_dir, unrelated_ca_bundle};
 
 /// The path the real server serves the worker socket on.
 pub const WS_PATH: &str = "/api/v1/selfhosted/worker/ws";
@@ -478,309 +481,6 @@ impl Drop for OzServer {
             let _ = std::fs::remove_dir_all(d);
         }
     }
-}
-
-// ---- server threads -----------------------------------------------------------------------
-
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
-
-fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
-    for stream in listener.incoming() {
-        if inner.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(tcp) = stream else { continue };
-        let conn_inner = inner.clone();
-        let t = std::thread::Builder::new()
-            .name("oz-fake-conn".into())
-            .spawn(move || serve(tcp, conn_inner))
-            .expect("spawn connection thread");
-        inner.threads.lock().unwrap().push(t);
-    }
-}
-
-fn serve(tcp: TcpStream, inner: Arc<Inner>) {
-    let _ = tcp.set_nodelay(true);
-    let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = tcp.set_write_timeout(Some(Duration::from_secs(10)));
-    let Ok(ctl_tcp) = tcp.try_clone() else { return };
-    let stream = match &inner.tls {
-        None => Stream::Plain(tcp),
-        Some(cfg) => {
-            let Ok(conn) = ServerConnection::new(cfg.clone()) else {
-                return;
-            };
-            let mut tls = StreamOwned::new(conn, tcp);
-            while tls.conn.is_handshaking() {
-                if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-                    inner.update(|s| s.tls_failures.push(e.to_string()));
-                    return;
-                }
-            }
-            Stream::Tls(Box::new(tls))
-        }
-    };
-    let Some((ws, hs_index)) = handshake(stream, &inner) else {
-        return;
-    };
-    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
-    let silent = Arc::new(AtomicBool::new(false));
-    let _ = ctl_tcp.set_read_timeout(Some(TICK));
-    let index = {
-        let mut live = inner.live.lock().unwrap();
-        let mut seen = inner.seen();
-        let index = seen.connections.len();
-        seen.connections.push(ConnInfo {
-            index,
-            handshake: hs_index,
-            opened_at: Instant::now(),
-            closed_at: None,
-            end: None,
-            client_close: None,
-        });
-        live.push(Live {
-            index,
-            ctl: ctl_tx,
-            tcp: ctl_tcp,
-            silent: silent.clone(),
-        });
-        index
-    };
-    inner.changed.notify_all();
-    let end = run_connection(ws, index, &inner, &ctl_rx, &silent);
-    inner.live.lock().unwrap().retain(|l| l.index != index);
-    inner.update(|s| {
-        let c = &mut s.connections[index];
-        c.closed_at = Some(Instant::now());
-        c.end.get_or_insert(end);
-    });
-}
-
-// tungstenite's callback signature fixes the error type.
-#[allow(clippy::result_large_err)]
-fn handshake(stream: Stream, inner: &Inner) -> Option<(WebSocket<Stream>, usize)> {
-    let hs_index = inner.handshake_count.fetch_add(1, Ordering::SeqCst);
-    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        let reject = inner.rejects.lock().unwrap().pop_front();
-        let uri = req.uri();
-        let record = Handshake {
-            index: hs_index,
-            at: Instant::now(),
-            path: uri.path().to_owned(),
-            query: uri.query().unwrap_or("").to_owned(),
-            headers: req
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
-            rejected: reject.map(|(status, _)| status),
-        };
-        inner.update(|s| s.handshakes.push(record));
-        match reject {
-            None => Ok(resp),
-            Some((status, retry_after)) => {
-                let mut b = tungstenite::http::Response::builder().status(status);
-                if let Some(secs) = retry_after {
-                    b = b.header("Retry-After", secs.to_string());
-                }
-                Err(b
-                    .body(Some("rejected by the fake Oz server".into()))
-                    .expect("response"))
-            }
-        }
-    };
-    let end = Instant::now() + Duration::from_secs(10);
-    let mut attempt = tungstenite::accept_hdr(stream, callback);
-    loop {
-        match attempt {
-            Ok(ws) => return Some((ws, hs_index)),
-            Err(tungstenite::HandshakeError::Interrupted(mid)) if Instant::now() < end => {
-                attempt = mid.handshake();
-            }
-            Err(_) => return None,
-        }
-    }
-}
-
-fn run_connection(
-    mut ws: WebSocket<Stream>,
-    index: usize,
-    inner: &Inner,
-    ctl: &Receiver<Ctl>,
-    silent: &AtomicBool,
-) -> String {
-    loop {
-        if inner.stop.load(Ordering::SeqCst) {
-            return "server stopped".into();
-        }
-        while let Ok(cmd) = ctl.try_recv() {
-            match cmd {
-                Ctl::Push(msg, ack) => {
-                    let r = ws.send(msg).map_err(|e| e.to_string());
-                    let failed = r.is_err();
-                    let _ = ack.send(r);
-                    if failed {
-                        return "push failed".into();
-                    }
-                }
-                Ctl::Close(code, reason) => {
-                    let _ = ws.close(Some(CloseFrame {
-                        code: CloseCode::from(code),
-                        reason: reason.into(),
-                    }));
-                }
-            }
-        }
-        if silent.load(Ordering::SeqCst) {
-            // Not reading means no pongs and no close echo; the TCP connection stays open.
-            if let Ok(Ctl::Push(msg, ack)) = ctl.recv_timeout(TICK) {
-                let _ = ack.send(ws.send(msg).map_err(|e| e.to_string()));
-            }
-            continue;
-        }
-        match ws.read() {
-            Ok(Message::Text(t)) => record_frame(inner, index, t.as_str().to_owned(), false),
-            Ok(Message::Binary(b)) => {
-                record_frame(inner, index, format!("<{} binary bytes>", b.len()), true)
-            }
-            Ok(Message::Close(frame)) => inner.update(|s| {
-                s.connections[index].client_close = Some(frame.map(|f| u16::from(f.code)));
-            }),
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(tungstenite::Error::ConnectionClosed) => return "closed".into(),
-            Err(e) => return format!("read error: {e}"),
-        }
-    }
-}
-
-fn record_frame(inner: &Inner, conn: usize, text: String, binary: bool) {
-    let value = if binary {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    };
-    inner.update(|s| {
-        s.frames.push(Frame {
-            conn,
-            at: Instant::now(),
-            text,
-            value,
-            binary,
-        })
-    });
-}
-
-// ---- certificates -------------------------------------------------------------------------
-
-struct TestPki {
-    ca_pem: String,
-    server_config: Arc<ServerConfig>,
-}
-
-/// One CA and one leaf per test process (key generation is not free).
-fn test_pki() -> &'static TestPki {
-    static PKI: OnceLock<TestPki> = OnceLock::new();
-    PKI.get_or_init(|| {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "oz-agent-worker test CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
-        let leaf_key = KeyPair::generate().expect("leaf key");
-        let mut leaf = CertificateParams::new(vec![
-            "localhost".to_string(),
-            "oz.test".to_string(),
-            "127.0.0.1".to_string(),
-        ])
-        .expect("leaf params");
-        leaf.distinguished_name.push(DnType::CommonName, "oz.test");
-        let leaf_cert = leaf
-            .signed_by(&leaf_key, &ca_cert, &ca_key)
-            .expect("leaf cert");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server_config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(leaf_cert.der().to_vec())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-            )
-            .expect("server config");
-        TestPki {
-            ca_pem: ca_cert.pem(),
-            server_config: Arc::new(server_config),
-        }
-    })
-}
-
-/// A PEM bundle with a CA that did not sign the fake server's certificate (for "untrusted"
-/// tests that must not depend on the machine's system roots). Remove the file's directory when
-/// done, or leave it to the temp dir.
-pub fn unrelated_ca_bundle() -> PathBuf {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let key = KeyPair::generate().expect("key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "unrelated test CA");
-    let cert = ca.self_signed(&key).expect("cert");
-    let path = unique_dir("oz-unrelated-ca").join("ca.pem");
-    std::fs::write(&path, cert.pem()).expect("write CA");
-    path
-}
-
-/// A fresh directory under the system temp dir.
-pub fn unique_dir(prefix: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
 }
 
 fn unescape(s: &str) -> String {
