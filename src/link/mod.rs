@@ -412,6 +412,18 @@ mod tests {
     }
 
     #[test]
+    fn handles_cross_threads_and_errors_stay_small() {
+        fn send<T: Send>() {}
+        fn sync<T: Sync>() {}
+        send::<Link>();
+        send::<LinkSender>();
+        sync::<LinkSender>();
+        send::<LinkEvent>();
+        assert!(std::mem::size_of::<LinkError>() <= 64);
+        assert!(std::mem::size_of::<dial::DialError>() <= 64);
+    }
+
+    #[test]
     fn durations_read_well() {
         assert_eq!(fmt_duration(Duration::from_millis(850)), "850ms");
         assert_eq!(fmt_duration(Duration::from_secs(3)), "3s");
