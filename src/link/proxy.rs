@@ -489,10 +489,4 @@ mod tests {
         assert!(!req.contains("Proxy-Authorization"));
         assert!(req.starts_with("CONNECT [::1]:1 HTTP/1.1\r\n"));
     }
-
-    #[test]
-    fn from_env_reads_without_panicking() {
-        // The process environment is shared by parallel tests: only check it does not panic.
-        let _ = ProxyEnv::from_env();
-    }
 }
