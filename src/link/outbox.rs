@@ -1,0 +1,113 @@
+//! The link's queue of encoded outbound frames. It outlives connections: a frame leaves only
+//! once it was written *and* a later `flush()` returned Ok. `written` counts the front frames
+//! already handed to the current connection, so none is written twice on one connection; a new
+//! connection starts again from the front (at-least-once for frames that were written but not
+//! confirmed flushed). Pure bookkeeping, no I/O.
+
+use std::collections::VecDeque;
+
+use tungstenite::Utf8Bytes;
+
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    queue: VecDeque<Utf8Bytes>,
+    written: usize,
+}
+
+impl Outbox {
+    pub(crate) fn push(&mut self, frame: Utf8Bytes) {
+        self.queue.push_back(frame);
+    }
+
+    /// The first frame not yet written on this connection.
+    pub(crate) fn next_unwritten(&self) -> Option<&Utf8Bytes> {
+        self.queue.get(self.written)
+    }
+
+    /// The frame returned by [`Outbox::next_unwritten`] is now in the connection's buffer.
+    pub(crate) fn mark_written(&mut self) {
+        self.written = (self.written + 1).min(self.queue.len());
+    }
+
+    /// A flush succeeded: every written frame is delivered to the socket and leaves.
+    pub(crate) fn flushed(&mut self) -> usize {
+        let n = self.written;
+        self.queue.drain(..n);
+        self.written = 0;
+        n
+    }
+
+    /// The connection is gone: frames written to it but not confirmed go out again next time.
+    pub(crate) fn rewind(&mut self) {
+        self.written = 0;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn written(&self) -> usize {
+        self.written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(s: &str) -> Utf8Bytes {
+        Utf8Bytes::from(s.to_owned())
+    }
+
+    #[test]
+    fn written_frames_leave_only_on_flush() {
+        let mut o = Outbox::default();
+        o.push(frame("a"));
+        o.push(frame("b"));
+        o.push(frame("c"));
+        assert_eq!(o.next_unwritten().map(|f| f.as_str()), Some("a"));
+        o.mark_written();
+        o.mark_written();
+        assert_eq!(o.next_unwritten().map(|f| f.as_str()), Some("c"));
+        assert_eq!(o.len(), 3);
+        assert_eq!(o.flushed(), 2);
+        assert_eq!(o.len(), 1);
+        assert_eq!(o.next_unwritten().map(|f| f.as_str()), Some("c"));
+    }
+
+    #[test]
+    fn rewind_resends_unconfirmed_frames_in_order() {
+        let mut o = Outbox::default();
+        for s in ["a", "b", "c"] {
+            o.push(frame(s));
+        }
+        o.mark_written();
+        o.mark_written();
+        o.rewind();
+        assert_eq!(o.written(), 0);
+        let mut order = Vec::new();
+        while let Some(f) = o.next_unwritten() {
+            order.push(f.as_str().to_owned());
+            o.mark_written();
+        }
+        assert_eq!(order, ["a", "b", "c"]);
+        o.push(frame("d"));
+        assert_eq!(o.next_unwritten().map(|f| f.as_str()), Some("d"));
+        assert_eq!(o.flushed(), 3);
+        assert_eq!(o.next_unwritten().map(|f| f.as_str()), Some("d"));
+    }
+
+    #[test]
+    fn mark_written_never_overruns() {
+        let mut o = Outbox::default();
+        o.mark_written();
+        assert_eq!(o.written(), 0);
+        assert_eq!(o.flushed(), 0);
+        assert!(o.is_empty());
+    }
+}
