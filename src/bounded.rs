@@ -27,10 +27,10 @@ impl<K: Clone + Eq + Hash> BoundedSet<K> {
         if self.members.contains(&key) {
             return;
         }
-        if self.order.len() == self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.members.remove(&old);
-            }
+        if self.order.len() == self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.members.remove(&old);
         }
         self.members.insert(key.clone());
         self.order.push_back(key);

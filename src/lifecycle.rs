@@ -276,7 +276,11 @@ mod tests {
 
     #[test]
     fn sigterm_without_shutdown_keeps_agent_invocation() {
-        let v = verdict(&key(), &failed(FailureReason::AgentInvocation, Some(143)), None);
+        let v = verdict(
+            &key(),
+            &failed(FailureReason::AgentInvocation, Some(143)),
+            None,
+        );
         let w = wire(&v);
         assert_eq!(w["data"]["failure_reason"], "agent_invocation");
         assert_eq!(w["data"]["exit_code"], 143);
@@ -296,7 +300,11 @@ mod tests {
 
     #[test]
     fn log_lines() {
-        let v = verdict(&key(), &failed(FailureReason::AgentInvocation, Some(3)), None);
+        let v = verdict(
+            &key(),
+            &failed(FailureReason::AgentInvocation, Some(3)),
+            None,
+        );
         assert_eq!(
             finished(&key(), &v, Duration::from_millis(1500)),
             "Task t (execution e) failed (agent_invocation, exit code 3): Failed to execute task: boom"

@@ -162,7 +162,21 @@ fn daemon(settings: &Settings) -> u8 {
         return INTERRUPTED;
     }
     let report = link.shutdown(Instant::now() + settings.timing.write_timeout);
-    info!("{report}");
+    if report.undelivered > 0 {
+        warn!(
+            "{} message(s) to Oz could not be delivered before the shutdown deadline",
+            report.undelivered
+        );
+    } else {
+        info!(
+            "All messages to Oz delivered{}",
+            if report.closed_cleanly {
+                "; connection closed"
+            } else {
+                ""
+            }
+        );
+    }
     backend.shutdown();
     info!("Worker shutdown complete");
     match exit {
@@ -172,14 +186,14 @@ fn daemon(settings: &Settings) -> u8 {
 }
 
 fn local_run(settings: &Settings, source: &str) -> u8 {
-    let assignment = match run_once::read_task(source).and_then(|t| run_once::parse_task(source, &t))
-    {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("oz-agent-worker: {e}");
-            return USAGE_ERROR;
-        }
-    };
+    let assignment =
+        match run_once::read_task(source).and_then(|t| run_once::parse_task(source, &t)) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("oz-agent-worker: {e}");
+                return USAGE_ERROR;
+            }
+        };
     let signals = match signals::spawn() {
         Ok(s) => s,
         Err(e) => {

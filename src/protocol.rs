@@ -103,7 +103,7 @@ struct Envelope<'a> {
 /// Decodes one text frame.
 pub fn decode(frame: &str) -> Result<Inbound, DecodeError> {
     let env: Envelope<'_> =
-        serde_json::from_str(frame).map_err(|e| DecodeError::Envelope(e.to_string()))?;
+        serde_json::from_str(frame).map_err(|e| DecodeError::Envelope(scrub(&e.to_string())))?;
     let data = env.data.map(RawValue::get).unwrap_or("null");
     match env.kind.as_ref() {
         kind::TASK_ASSIGNMENT => Ok(decode_assignment(data)),
@@ -163,7 +163,35 @@ fn from_data<T: DeserializeOwned>(data: &str) -> Result<T, String> {
     if data.trim() == "null" {
         return Err("missing data object".into());
     }
-    serde_json::from_str(data).map_err(|e| e.to_string())
+    serde_json::from_str(data).map_err(|e| scrub(&e.to_string()))
+}
+
+/// serde quotes the offending value in its messages (`invalid type: string "s3cr3t"`), and a
+/// malformed `env_vars` value is a secret: keep the shape of the message, drop the values.
+fn scrub(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '`' => {
+                out.push(c);
+                out.push('…');
+                let mut escaped = false;
+                for inner in chars.by_ref() {
+                    if escaped {
+                        escaped = false;
+                    } else if inner == '\\' {
+                        escaped = true;
+                    } else if inner == c {
+                        break;
+                    }
+                }
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// Deserializes JSON `null` as the type's default, the way Go's decoder leaves a zero value.
@@ -784,6 +812,23 @@ mod tests {
             decode(frame).unwrap(),
             Inbound::BadAssignment { task_id: None, .. }
         ));
+    }
+
+    #[test]
+    fn errors_never_echo_values() {
+        let frame =
+            r#"{"type":"task_assignment","data":{"task_id":"t1","env_vars":{"K":5},"x":"s3cr3t"}}"#;
+        let Inbound::BadAssignment { error, .. } = decode(frame).unwrap() else {
+            panic!("expected a bad assignment");
+        };
+        assert!(!error.contains("`5`") && error.contains("`…`"), "{error}");
+        let frame = r#"{"type":"task_assignment","data":{"task_id":"t1","env_vars":"s3cr3t"}}"#;
+        let Inbound::BadAssignment { error, .. } = decode(frame).unwrap() else {
+            panic!("expected a bad assignment");
+        };
+        assert!(!error.contains("s3cr3t"), "{error}");
+        assert!(error.contains("invalid type"), "{error}");
+        assert_eq!(scrub(r#"a "x\"y" b `7` c"#), "a \"…\" b `…` c");
     }
 
     #[test]

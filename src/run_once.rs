@@ -20,10 +20,22 @@ use crate::supervisor::{Exit, Options, Supervisor};
 /// Why the task could not be run at all.
 #[derive(Debug)]
 pub enum RunOnceError {
-    Read { source: String, error: std::io::Error },
-    Json { source: String, error: String },
-    NotAnAssignment { source: String, kind: String },
-    Invalid { source: String, error: String },
+    Read {
+        source: String,
+        error: std::io::Error,
+    },
+    Json {
+        source: String,
+        error: String,
+    },
+    NotAnAssignment {
+        source: String,
+        kind: String,
+    },
+    Invalid {
+        source: String,
+        error: String,
+    },
 }
 
 impl fmt::Display for RunOnceError {
@@ -164,15 +176,24 @@ mod tests {
     #[test]
     fn parses_frames_and_bare_data() {
         let bare = r#"{"task_id":"t","task":{"id":"t","title":"x"}}"#;
-        assert!(matches!(parse_task("f", bare).unwrap(), Inbound::Assignment(_)));
+        assert!(matches!(
+            parse_task("f", bare).unwrap(),
+            Inbound::Assignment(_)
+        ));
         let frame = format!(r#"{{"type":"task_assignment","data":{bare}}}"#);
-        assert!(matches!(parse_task("f", &frame).unwrap(), Inbound::Assignment(_)));
+        assert!(matches!(
+            parse_task("f", &frame).unwrap(),
+            Inbound::Assignment(_)
+        ));
     }
 
     #[test]
     fn input_errors_name_the_source() {
         let e = parse_task("task.json", "{").unwrap_err().to_string();
-        assert!(e.starts_with("reading task task.json: not valid JSON"), "{e}");
+        assert!(
+            e.starts_with("reading task task.json: not valid JSON"),
+            "{e}"
+        );
         let e = parse_task("-", r#"{"type":"task_cancellation","data":{}}"#)
             .unwrap_err()
             .to_string();
@@ -180,7 +201,9 @@ mod tests {
             e,
             r#"reading task from stdin: message type "task_cancellation" is not a task_assignment"#
         );
-        let e = parse_task("f", r#"{"task_id": 3}"#).unwrap_err().to_string();
+        let e = parse_task("f", r#"{"task_id": 3}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invalid task assignment"), "{e}");
     }
 

@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{error, info, warn};
 
-use crate::backend::{Backend, CancelSource, CancelToken, Completion, Failure, FailureReason, TaskRef};
+use crate::backend::{
+    Backend, CancelSource, CancelToken, Completion, Failure, FailureReason, TaskRef,
+};
 use crate::bounded::BoundedSet;
 use crate::lifecycle::{self, TaskResult};
 use crate::link::LinkEvent;
@@ -112,7 +114,9 @@ struct Closing {
 enum State {
     Running,
     /// Shutting down: rejecting work, waiting for cancelled tasks until the deadline.
-    Stopping { deadline: Instant },
+    Stopping {
+        deadline: Instant,
+    },
 }
 
 pub struct Supervisor {
@@ -184,14 +188,10 @@ impl Supervisor {
                         self.on_internal(outbox, ev);
                     }
                 },
-                recv(signals) -> sig => match sig {
-                    Ok(sig) => {
-                        if self.on_signal(sig) {
-                            return Exit::Aborted;
-                        }
-                    }
-                    Err(_) => {}
-                },
+                recv(signals) -> sig => if let Ok(sig) = sig
+                    && self.on_signal(sig) {
+                        return Exit::Aborted;
+                    },
                 default(wait) => {},
             }
             self.on_tick(outbox);
@@ -270,7 +270,10 @@ impl Supervisor {
             );
             return;
         }
-        info!("Cancelling {} active task(s) for shutdown", self.tasks.len());
+        info!(
+            "Cancelling {} active task(s) for shutdown",
+            self.tasks.len()
+        );
         for task in self.tasks.values() {
             task.cancel.cancel(CancelSource::Shutdown);
         }
@@ -290,7 +293,9 @@ impl Supervisor {
                 warn!("Task {key} is still being handed off at shutdown; leaving it");
                 continue;
             }
-            warn!("Task {key} did not stop within the shutdown timeout; reporting it as interrupted");
+            warn!(
+                "Task {key} did not stop within the shutdown timeout; reporting it as interrupted"
+            );
             outbox.send(lifecycle::abandoned_at_shutdown(key));
         }
     }
@@ -444,7 +449,10 @@ impl Supervisor {
                     .unwrap_or_else(|panic| {
                         Err(Failure::new(
                             FailureReason::Unknown,
-                            format!("worker bug: the task thread panicked: {}", panic_text(&panic)),
+                            format!(
+                                "worker bug: the task thread panicked: {}",
+                                panic_text(&panic)
+                            ),
                         ))
                     });
                 // The supervisor outlives every task thread it waits for; if it is gone the
@@ -555,7 +563,9 @@ impl Supervisor {
 
     fn on_internal(&mut self, outbox: &dyn Outbox, ev: Internal) {
         match ev {
-            Internal::TaskDone { key, outcome, took } => self.on_task_done(outbox, key, outcome, took),
+            Internal::TaskDone { key, outcome, took } => {
+                self.on_task_done(outbox, key, outcome, took)
+            }
             Internal::CancelDone { key, result } => {
                 if let Some(c) = self.closing.get_mut(&key) {
                     c.backend = Some(result);
@@ -649,7 +659,10 @@ fn send_closed(outbox: &dyn Outbox, key: &TaskRef) {
 /// A thread name of at most 15 bytes (the Linux limit), from a prefix and a task id.
 fn thread_name(prefix: &str, id: &str) -> String {
     let mut name = prefix.to_owned();
-    for ch in id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-') {
+    for ch in id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+    {
         if name.len() >= 15 {
             break;
         }

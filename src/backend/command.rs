@@ -341,7 +341,8 @@ mod tests {
     #[test]
     fn payload_has_every_key() {
         let v: serde_json::Value =
-            serde_json::from_str(&crate::task::dispatch_payload(&spec(), "w1", "https://srv")).unwrap();
+            serde_json::from_str(&crate::task::dispatch_payload(&spec(), "w1", "https://srv"))
+                .unwrap();
         for key in [
             "version",
             "run_id",

@@ -255,7 +255,9 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 /// Constructs the configured backend.
-pub fn build(settings: &crate::settings::Settings) -> Result<std::sync::Arc<dyn Backend>, BuildError> {
+pub fn build(
+    settings: &crate::settings::Settings,
+) -> Result<std::sync::Arc<dyn Backend>, BuildError> {
     use crate::settings::BackendSettings;
     let ctx = BackendContext {
         worker_id: settings.worker_id.clone(),

@@ -203,9 +203,9 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".to_owned();
     }
     if ns < 1_000_000_000 {
-        return if ns % 1_000_000 == 0 {
+        return if ns.is_multiple_of(1_000_000) {
             format!("{}ms", ns / 1_000_000)
-        } else if ns % 1_000 == 0 {
+        } else if ns.is_multiple_of(1_000) {
             format!("{}µs", ns / 1_000)
         } else {
             format!("{ns}ns")

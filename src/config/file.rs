@@ -229,12 +229,12 @@ fn yaml_error(err: &serde_norway::Error) -> DecodeError {
             "unknown key {key:?} in {place} (allowed: {})",
             allowed.join(", ")
         );
-        if path.as_deref() == Some("backend.kubernetes") {
-            if let Some((_, instead)) = LEGACY_KUBERNETES_KEYS.iter().find(|(k, _)| *k == key) {
-                m.push_str(&format!(
-                    "; {key:?} was removed from the kubernetes backend: use {instead}"
-                ));
-            }
+        if path.as_deref() == Some("backend.kubernetes")
+            && let Some((_, instead)) = LEGACY_KUBERNETES_KEYS.iter().find(|(k, _)| *k == key)
+        {
+            m.push_str(&format!(
+                "; {key:?} was removed from the kubernetes backend: use {instead}"
+            ));
         }
         m
     } else if let Some(rest) = msg.strip_prefix("duplicate field `") {
@@ -265,13 +265,13 @@ fn yaml_error(err: &serde_norway::Error) -> DecodeError {
 /// Checks every rule the schema cannot express; returns all problems (empty when valid).
 pub fn validate(cfg: &FileConfig) -> Vec<String> {
     let mut problems = Vec::new();
-    if let Some(n) = cfg.max_concurrent_tasks {
-        if n < 0 {
-            problems.push(format!(
-                "max_concurrent_tasks must not be negative (got {n}); the Go worker treated \
+    if let Some(n) = cfg.max_concurrent_tasks
+        && n < 0
+    {
+        problems.push(format!(
+            "max_concurrent_tasks must not be negative (got {n}); the Go worker treated \
                  negative values as unlimited: use 0 for unlimited"
-            ));
-        }
+        ));
     }
     let Some(b) = &cfg.backend else {
         return problems;
@@ -338,19 +338,19 @@ fn check_kubernetes(problems: &mut Vec<String>, k: &KubernetesFile) {
             "{P}.sidecar_copy_readiness and {P}.use_image_volumes cannot both be true"
         ));
     }
-    if let Some(n) = k.active_deadline_seconds {
-        if n < 0 {
-            problems.push(format!(
-                "{P}.active_deadline_seconds must not be negative (got {n})"
-            ));
-        }
+    if let Some(n) = k.active_deadline_seconds
+        && n < 0
+    {
+        problems.push(format!(
+            "{P}.active_deadline_seconds must not be negative (got {n})"
+        ));
     }
-    if let Some(n) = k.ttl_seconds_after_finished {
-        if n < 0 {
-            problems.push(format!(
-                "{P}.ttl_seconds_after_finished must not be negative (got {n})"
-            ));
-        }
+    if let Some(n) = k.ttl_seconds_after_finished
+        && n < 0
+    {
+        problems.push(format!(
+            "{P}.ttl_seconds_after_finished must not be negative (got {n})"
+        ));
     }
     let checks = [
         workspace_size_limit(k).map(|_| ()),
@@ -378,20 +378,20 @@ fn check_env(problems: &mut Vec<String>, block: &str, env: Option<&[EnvEntry]>) 
 }
 
 fn check_pull_policy(problems: &mut Vec<String>, block: &str, v: Option<&str>) {
-    if let Some(v) = v.filter(|v| !v.is_empty()) {
-        if PullPolicy::parse(v).is_none() {
-            problems.push(format!(
-                "{block}.image_pull_policy must be one of Always, IfNotPresent, Never (got {v:?})"
-            ));
-        }
+    if let Some(v) = v.filter(|v| !v.is_empty())
+        && PullPolicy::parse(v).is_none()
+    {
+        problems.push(format!(
+            "{block}.image_pull_policy must be one of Always, IfNotPresent, Never (got {v:?})"
+        ));
     }
 }
 
 fn check_image(problems: &mut Vec<String>, path: &str, v: Option<&str>) {
-    if let Some(v) = v {
-        if v.contains(char::is_whitespace) {
-            problems.push(format!("{path} must not contain whitespace (got {v:?})"));
-        }
+    if let Some(v) = v
+        && v.contains(char::is_whitespace)
+    {
+        problems.push(format!("{path} must not contain whitespace (got {v:?})"));
     }
 }
 

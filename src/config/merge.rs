@@ -100,14 +100,14 @@ pub fn resolve_with_cwd(
         .and_then(|b| b.present().first().copied())
         .and_then(BackendKind::parse);
     let kind = args.backend.or(file_kind).unwrap_or(BackendKind::Docker);
-    if let (Some(fk), Some(cli)) = (file_kind, args.backend) {
-        if fk != cli {
-            warnings.push(format!(
-                "--backend {cli} ignores the backend.{fk} block of config file {}; the {cli} \
+    if let (Some(fk), Some(cli)) = (file_kind, args.backend)
+        && fk != cli
+    {
+        warnings.push(format!(
+            "--backend {cli} ignores the backend.{fk} block of config file {}; the {cli} \
                  backend uses its defaults",
-                file_path.display()
-            ));
-        }
+            file_path.display()
+        ));
     }
     // The file's block applies only to the backend it configures.
     let block = |k: BackendKind| blocks.filter(|_| file_kind == Some(k));

@@ -80,13 +80,13 @@ impl Conn {
                 fmt_duration(timing.pong_timeout)
             )));
         }
-        if let Some(since) = self.stalled_since {
-            if now.duration_since(since) >= timing.write_timeout {
-                return Err(Lost(format!(
-                    "writes stalled for {}",
-                    fmt_duration(timing.write_timeout)
-                )));
-            }
+        if let Some(since) = self.stalled_since
+            && now.duration_since(since) >= timing.write_timeout
+        {
+            return Err(Lost(format!(
+                "writes stalled for {}",
+                fmt_duration(timing.write_timeout)
+            )));
         }
         if now >= self.next_ping {
             self.next_ping = now + timing.ping_interval;

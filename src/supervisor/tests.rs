@@ -48,7 +48,10 @@ impl Backend for ScriptedBackend {
             other => match other.strip_prefix("fail:") {
                 Some(code) => Err(Failure::new(FailureReason::AgentInvocation, "exit status")
                     .with_exit_code(code.parse().unwrap())),
-                None => Err(Failure::new(FailureReason::Unknown, format!("no script {other}"))),
+                None => Err(Failure::new(
+                    FailureReason::Unknown,
+                    format!("no script {other}"),
+                )),
             },
         }
     }

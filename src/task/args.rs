@@ -84,10 +84,10 @@ fn snapshot_args(s: &AgentConfigSnapshot, args: &mut Vec<String>) {
     if let Some(skill) = trimmed(s.skill_spec.as_deref()) {
         push_flag(args, "--skill", skill);
     }
-    if !s.mcp_servers.is_empty() {
-        if let Some(mcp) = json::mcp_json(&s.mcp_servers) {
-            push_flag(args, "--mcp", &mcp);
-        }
+    if !s.mcp_servers.is_empty()
+        && let Some(mcp) = json::mcp_json(&s.mcp_servers)
+    {
+        push_flag(args, "--mcp", &mcp);
     }
     // An explicit choice wins; unset means enabled for every harness (newer upstream; the
     // 3382ab6 worker disabled it for third-party harnesses).
@@ -102,12 +102,12 @@ fn snapshot_args(s: &AgentConfigSnapshot, args: &mut Vec<String>) {
         args.push("--no-computer-use".into());
     }
     let aws = s.inference_providers.as_ref().and_then(|p| p.aws.as_ref());
-    if let Some(aws) = aws.filter(|aws| !aws.disabled) {
-        if let Some(role) = trimmed(Some(&aws.role_arn)) {
-            push_flag(args, "--bedrock-inference-role", role);
-            if let Some(region) = trimmed(Some(&aws.region)) {
-                push_flag(args, "--bedrock-role-region", region);
-            }
+    if let Some(aws) = aws.filter(|aws| !aws.disabled)
+        && let Some(role) = trimmed(Some(&aws.role_arn))
+    {
+        push_flag(args, "--bedrock-inference-role", role);
+        if let Some(region) = trimmed(Some(&aws.region)) {
+            push_flag(args, "--bedrock-role-region", region);
         }
     }
     if let Some(harness) = s.harness_type() {

@@ -112,7 +112,9 @@ pub fn build_with_notes(
 ) -> (TaskSpec, Vec<Note>) {
     let mut notes = Vec::new();
     let (image, source) = resolve_image(assignment, opts);
-    if let Some(note) = image_note(&image, source, task) {
+    // The direct backend runs on the host: the image means nothing there.
+    let runs_images = opts.backend != Some(BackendKind::Direct);
+    if let Some(note) = image_note(&image, source, task).filter(|_| runs_images) {
         notes.push(note);
     }
     let snapshot = task.agent_config_snapshot.as_ref();
@@ -138,12 +140,11 @@ pub fn resolve_image(assignment: &TaskAssignment, opts: &TaskOptions) -> (String
     if !server.is_empty() {
         return (server.to_owned(), ImageSource::Assignment);
     }
-    if opts.backend == Some(BackendKind::Kubernetes) {
-        if let Some(default) = opts.default_image.as_deref().map(str::trim) {
-            if !default.is_empty() {
-                return (default.to_owned(), ImageSource::KubernetesDefault);
-            }
-        }
+    if opts.backend == Some(BackendKind::Kubernetes)
+        && let Some(default) = opts.default_image.as_deref().map(str::trim)
+        && !default.is_empty()
+    {
+        return (default.to_owned(), ImageSource::KubernetesDefault);
     }
     (DEFAULT_TASK_IMAGE.to_owned(), ImageSource::Fallback)
 }

@@ -153,8 +153,15 @@ impl DirectBackend {
         ctx: BackendContext,
         worker_env: Env,
     ) -> Result<DirectBackend, DirectError> {
+        // The agent runs with the workspace as its cwd, so a relative `oz_path` is resolved
+        // here against the worker's own directory (Go resolved it against the workspace and
+        // failed); a bare name is looked up on PATH like Go's LookPath.
         let oz = match settings.oz_path {
-            Some(p) => p,
+            Some(p) if p.components().count() == 1 && p.is_relative() => {
+                host::find_on_path(&p.to_string_lossy(), &worker_env)
+                    .ok_or(DirectError::OzNotFound)?
+            }
+            Some(p) => std::path::absolute(&p).unwrap_or(p),
             None => host::find_on_path("oz", &worker_env).ok_or(DirectError::OzNotFound)?,
         };
         log::info!("Using oz CLI at: {}", oz.display());
@@ -173,6 +180,7 @@ impl DirectBackend {
                 let root = settings
                     .workspace_root
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_WORKSPACE_ROOT));
+                let root = std::path::absolute(&root).unwrap_or(root);
                 std::fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)

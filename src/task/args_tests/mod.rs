@@ -77,7 +77,13 @@ fn bare_idle_flag_when_neither_task_nor_worker_sets_one() {
 fn zero_task_idle_minutes_are_unset_and_fall_back_to_worker_value() {
     assert_eq!(
         run_with(&snap(r#"{"idle_timeout_minutes":0}"#), Some("20m"), &[]),
-        v(&["agent", "run", "--computer-use", "--idle-on-complete", "20m"])
+        v(&[
+            "agent",
+            "run",
+            "--computer-use",
+            "--idle-on-complete",
+            "20m"
+        ])
     );
 }
 
