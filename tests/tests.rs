@@ -7,3 +7,4 @@ mod support;
 
 mod backends;
 mod link;
+mod worker;
