@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod docker;
 pub mod link;
 pub mod logging;
 pub mod protocol;
