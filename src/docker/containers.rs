@@ -73,11 +73,16 @@ impl fmt::Debug for ContainerConfig {
     }
 }
 
-/// `HostConfig` of a created container: the fields we set.
-#[derive(Debug, Clone, Default, Serialize)]
+/// `HostConfig` of a container: the fields we set (and read back in [`ContainerInspect`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HostConfig {
     /// `SRC:DST[:OPTS]`, a host path or a volume name as SRC.
-    #[serde(rename = "Binds", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "Binds",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_empty"
+    )]
     pub binds: Vec<String>,
     /// CPU limit in 1e-9 CPUs.
     #[serde(rename = "NanoCpus", skip_serializing_if = "Option::is_none")]
@@ -212,6 +217,7 @@ pub struct ContainerInspect {
     pub state: ContainerState,
     pub tty: bool,
     pub labels: BTreeMap<String, String>,
+    pub host_config: HostConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -241,6 +247,8 @@ struct RawInspect {
     state: ContainerState,
     #[serde(rename = "Config", default)]
     config: Option<RawInspectConfig>,
+    #[serde(rename = "HostConfig", default)]
+    host_config: Option<HostConfig>,
 }
 
 #[derive(Deserialize)]
@@ -263,6 +271,7 @@ impl From<RawInspect> for ContainerInspect {
             state: raw.state,
             tty,
             labels,
+            host_config: raw.host_config.unwrap_or_default(),
         }
     }
 }
@@ -488,6 +497,9 @@ mod tests {
         assert_eq!(inspect.state.exit_code, 3);
         assert!(!inspect.state.running && !inspect.state.oom_killed && !inspect.tty);
         assert_eq!(inspect.labels.get("oz-test").map(String::as_str), Some("1"));
+        // Docker reports unset limits as 0.
+        assert_eq!(inspect.host_config.memory, Some(0));
+        assert_eq!(inspect.host_config.network_mode.as_deref(), Some("default"));
     }
 
     #[test]

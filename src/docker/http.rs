@@ -517,3 +517,7 @@ impl Read for BodyReader {
         self.read_body(buf).map_err(io::Error::other)
     }
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

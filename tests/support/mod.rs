@@ -1,1 +1,2 @@
 //! Test support: fake Oz server, harness for the real binary.
+pub mod docker_images;
