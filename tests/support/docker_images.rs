@@ -344,10 +344,17 @@ pub struct FakeRegistry {
 }
 
 impl FakeRegistry {
-    /// Serves [`rootfs_tar`] as `oz-test/tool:1` for `arch`; with `basic`, requires those
+    /// Serves the test rootfs (plus a unique file) as `oz-test/tool:1` for `arch`; with `basic`, requires those
     /// credentials (Basic auth, as `user:password`).
     pub fn start(arch: &str, basic: Option<(&str, &str)>) -> FakeRegistry {
-        let images = vec![serve_image("oz-test/tool", "1", rootfs_tar(), arch)];
+        // A unique file makes the layer new to the daemon, so it is really downloaded.
+        let layer = Tar::new()
+            .file("tool", 0o755, tool_binary())
+            .dir("data")
+            .file("data/hello.txt", 0o644, HELLO)
+            .file("data/layer-id", 0o644, unique("layer").as_bytes())
+            .finish();
+        let images = vec![serve_image("oz-test/tool", "1", layer, arch)];
         let basic = basic.map(|(u, p)| {
             let token = oz_agent_worker::docker::base64::encode(format!("{u}:{p}").as_bytes());
             format!("Basic {token}")
