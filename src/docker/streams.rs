@@ -113,7 +113,10 @@ pub struct AttachOptions {
 }
 
 /// A hijacked attach connection: write to the container's stdin, read its (multiplexed, unless
-/// TTY) output. Reads block without a deadline; use an [`super::Abort`] to end them.
+/// TTY) output ([`super::frames::Demuxer`]). Reads block without a deadline; use an
+/// [`super::Abort`] to end them. One handle does both directions: write everything, call
+/// [`Attached::close_stdin`], then read; a container that writes more than the socket buffers
+/// hold while you are still writing will stall both sides (use logs for large output).
 pub struct Attached {
     stream: Stream,
     leftover: Vec<u8>,

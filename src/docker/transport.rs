@@ -413,6 +413,29 @@ mod tests {
     }
 
     #[test]
+    fn refused_tcp_says_to_check_docker_host() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let endpoint = Endpoint {
+            address: Address::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            tls: None,
+            source: "DOCKER_HOST".into(),
+        };
+        let err = connect(&endpoint, Duration::from_secs(5)).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot connect to Docker at tcp://127.0.0.1:{port}: connection refused: is the daemon running and listening there? check DOCKER_HOST"
+            )
+        );
+    }
+
+    #[test]
     fn abort_shuts_down_a_blocked_read_and_refuses_new_registrations() {
         let path = temp_dir("abort").join("d.sock");
         let listener = UnixListener::bind(&path).unwrap();
