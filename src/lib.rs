@@ -14,6 +14,7 @@ pub mod bounded;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod docker;
 pub mod dotenv;
 pub mod lifecycle;
 pub mod link;

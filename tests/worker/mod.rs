@@ -6,7 +6,7 @@ mod daemon;
 mod faults;
 mod shutdown;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -34,7 +34,7 @@ pub fn direct_config(dir: &TestDir, extra: &str) -> PathBuf {
 }
 
 /// A worker command with fast timings, pointed at `oz`.
-pub fn worker(dir: &TestDir, oz: &OzServer, config: &PathBuf) -> WorkerCommand {
+pub fn worker(dir: &TestDir, oz: &OzServer, config: &Path) -> WorkerCommand {
     let mut cmd = WorkerCommand::new(dir)
         .args(["--config-file", &config.display().to_string()])
         .args(["--web-socket-url", &oz.url()])
@@ -128,10 +128,10 @@ pub fn gone_within(pid: i32, within: Duration) -> bool {
 pub fn wait_for_file(path: &std::path::Path) -> String {
     let deadline = std::time::Instant::now() + T;
     loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if !s.is_empty() {
-                return s;
-            }
+        if let Ok(s) = std::fs::read_to_string(path)
+            && !s.is_empty()
+        {
+            return s;
         }
         assert!(
             std::time::Instant::now() < deadline,
