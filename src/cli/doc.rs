@@ -10,18 +10,23 @@ const SUMMARY: &str = "Self-hosted worker for Oz cloud agents: keeps one WebSock
 assigned task (Docker container, Kubernetes Job, host process or operator command) and reports \
 its outcome.";
 
-const EXIT_CODES: [(&str, &str); 3] = [
+const EXIT_CODES: [(&str, &str); 5] = [
     (
         "0",
         "success (the daemon stopped on a signal, or a one-shot/run-once task succeeded)",
     ),
     (
         "1",
-        "runtime failure (backend unavailable, task failed in run-once, check found problems)",
+        "runtime failure (backend unavailable, lost link, check found problems)",
     ),
     (
         "2",
         "usage or configuration error (bad flag, config file or environment value)",
+    ),
+    ("130", "a second signal interrupted the graceful shutdown"),
+    (
+        "N",
+        "run-once: the agent's exit status when the task failed with one (1 otherwise)",
     ),
 ];
 
