@@ -103,6 +103,7 @@ fn supervisor_options(settings: &Settings) -> supervisor::Options {
         one_shot: settings.one_shot,
         task: task_options(settings),
         shutdown_timeout: settings.timing.shutdown_timeout,
+        drain_timeout: std::time::Duration::ZERO,
     }
 }
 

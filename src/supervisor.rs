@@ -68,6 +68,9 @@ pub struct Options {
     pub task: TaskOptions,
     /// How long shutdown waits for cancelled tasks to report.
     pub shutdown_timeout: Duration,
+    /// On the first signal, how long running tasks may finish before they are cancelled
+    /// (zero: cancel at once, as the Go worker does).
+    pub drain_timeout: Duration,
 }
 
 /// Why `run` returned.
@@ -113,6 +116,10 @@ struct Closing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Running,
+    /// Draining (`--drain-timeout`): rejecting work, letting running tasks finish until `until`.
+    Draining {
+        until: Instant,
+    },
     /// Shutting down: rejecting work, waiting for cancelled tasks until the deadline.
     Stopping {
         deadline: Instant,
@@ -204,16 +211,16 @@ impl Supervisor {
     fn next_wakeup(&self) -> Duration {
         match self.state {
             State::Running => Duration::from_secs(3600),
-            State::Stopping { deadline } => deadline
+            State::Draining { until: deadline } | State::Stopping { deadline } => deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1)),
         }
     }
 
     fn exit_now(&self, link_alive: bool) -> Option<Exit> {
-        let State::Stopping { .. } = self.state else {
+        if self.state == State::Running {
             return None;
-        };
+        }
         if self.waiting_for_tasks() {
             return None;
         }
@@ -243,10 +250,23 @@ impl Supervisor {
                 info!(
                     "Received signal {sig}; shutting down gracefully (send it again to exit at once)"
                 );
-                self.begin_stop();
+                let running = self.active();
+                let drain = self.opts.drain_timeout;
+                if drain.is_zero() || running == 0 || self.backend.preserves_tasks_on_shutdown() {
+                    self.begin_stop();
+                } else {
+                    info!(
+                        "Draining: rejecting new assignments and letting {running} running task(s) \
+                         finish for up to {:.0}s before cancelling them",
+                        drain.as_secs_f64()
+                    );
+                    self.state = State::Draining {
+                        until: Instant::now() + drain,
+                    };
+                }
                 false
             }
-            State::Stopping { .. } => {
+            State::Draining { .. } | State::Stopping { .. } => {
                 warn!("Received signal {sig} again; exiting immediately");
                 true
             }
@@ -280,6 +300,16 @@ impl Supervisor {
     }
 
     fn on_tick(&mut self, outbox: &dyn Outbox) {
+        if let State::Draining { until } = self.state {
+            if Instant::now() >= until {
+                info!(
+                    "Drain timeout reached with {} task(s) still running",
+                    self.active()
+                );
+                self.begin_stop();
+            }
+            return;
+        }
         let State::Stopping { deadline } = self.state else {
             return;
         };
@@ -378,7 +408,7 @@ impl Supervisor {
             warn!("{}", lifecycle::duplicate(&key));
             return;
         }
-        if let State::Stopping { .. } = self.state {
+        if self.state != State::Running {
             return self.reject(outbox, &key, text::REJECT_SHUTTING_DOWN);
         }
         if self.opts.one_shot && self.one_shot_used {

@@ -89,6 +89,7 @@ fn options() -> Options {
         one_shot: false,
         task: TaskOptions::default(),
         shutdown_timeout: Duration::from_secs(5),
+        drain_timeout: Duration::ZERO,
     }
 }
 
@@ -453,4 +454,50 @@ fn thread_names_fit_linux_limit() {
     assert_eq!(thread_name("t-", "abc"), "t-abc");
     assert_eq!(thread_name("t-", "0123456789abcdefghij").len(), 15);
     assert_eq!(thread_name("t-", "../../évil id"), "t-vilid");
+}
+
+#[test]
+fn drain_lets_running_tasks_finish_and_rejects_new_work() {
+    let mut opts = options();
+    opts.drain_timeout = Duration::from_secs(30);
+    let mut h = start(opts, Script::default());
+    h.assign("t1", None, "stuck");
+    h.next_of("task_claimed");
+    h.signals.send(15).unwrap();
+    h.assign("t2", None, "ok");
+    assert_eq!(
+        h.next_of("task_rejected")["reason"],
+        "worker is shutting down"
+    );
+    // "stuck" returns on its own after 3 s: drained, it completes instead of being cancelled.
+    assert_eq!(
+        h.next_of("task_completed")["message"],
+        "Task completed successfully"
+    );
+    assert_eq!(h.thread.take().unwrap().join().unwrap(), Exit::Stopped);
+}
+
+#[test]
+fn drain_timeout_cancels_what_is_left() {
+    let mut opts = options();
+    opts.drain_timeout = Duration::from_millis(300);
+    let mut h = start(opts, Script::default());
+    h.assign("t1", None, "block");
+    h.next_of("task_claimed");
+    h.signals.send(15).unwrap();
+    let f = h.next_of("task_failed");
+    assert_eq!(f["failure_reason"], "graceful_shutdown");
+    assert_eq!(h.thread.take().unwrap().join().unwrap(), Exit::Stopped);
+}
+
+#[test]
+fn second_signal_during_drain_aborts() {
+    let mut opts = options();
+    opts.drain_timeout = Duration::from_secs(60);
+    let mut h = start(opts, Script::default());
+    h.assign("t1", None, "block");
+    h.next_of("task_claimed");
+    h.signals.send(15).unwrap();
+    h.signals.send(15).unwrap();
+    assert_eq!(h.thread.take().unwrap().join().unwrap(), Exit::Aborted);
 }
