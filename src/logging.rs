@@ -13,7 +13,7 @@
 //! 2. the task scope of the emitting thread: task threads (and the threads that pump an
 //!    agent's output) hold `let _scope = logging::task_scope(&task_id);` for their lifetime.
 //!
-//! Other key-values become `fields`. Every message, field value and task id goes through
+//! Other key-values become `fields`. Records from other crates are kept at DEBUG at most. Every message, field value and task id goes through
 //! [`crate::redact`] before it is written, so registered secrets and bearer tokens never reach
 //! the output at any level. The level comes from `--log-level`; `RUST_LOG` is not consulted,
 //! so the flag means what it says. Times are UTC, RFC 3339 with milliseconds.
@@ -112,7 +112,10 @@ impl Logger {
 
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata) -> bool {
+        // Third-party crates stop at DEBUG: tungstenite's and rustls's TRACE output dumps raw
+        // frames and handshakes, which redaction is not the right tool for.
         metadata.level() <= self.level
+            && (metadata.level() < Level::Trace || is_own_target(metadata.target()))
     }
 
     fn log(&self, record: &Record) {
@@ -143,6 +146,10 @@ impl Log for Logger {
             Sink::Writer(w) => w.lock().unwrap_or_else(PoisonError::into_inner).flush(),
         };
     }
+}
+
+fn is_own_target(target: &str) -> bool {
+    target == "agent" || target == "oz_agent_worker" || target.starts_with("oz_agent_worker::")
 }
 
 thread_local! {

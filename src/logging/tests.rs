@@ -232,6 +232,7 @@ fn canaries_never_reach_the_output() {
                     &Record::builder()
                         .args(format_args!("MARK {msg}"))
                         .level(level)
+                        .target("oz_agent_worker::link")
                         .key_values(&[("header", api_key), ("task_id", "t-canary")])
                         .build(),
                 );
@@ -260,4 +261,78 @@ fn canaries_never_reach_the_output() {
         }
     }
     drop(guard);
+}
+
+#[test]
+fn third_party_trace_is_dropped() {
+    let buf = Buf::default();
+    let logger = Logger::to_writer(LevelFilter::Trace, LogFormat::Text, Box::new(buf.clone()));
+    for target in [
+        "tungstenite::protocol",
+        "oz_agent_worker::link",
+        "agent",
+        "rustls",
+    ] {
+        for level in [Level::Trace, Level::Debug] {
+            logger.log(
+                &Record::builder()
+                    .args(format_args!("{level} from {target}"))
+                    .level(level)
+                    .target(target)
+                    .build(),
+            );
+        }
+    }
+    let out = buf.text();
+    assert!(!out.contains("TRACE from tungstenite") && !out.contains("TRACE from rustls"));
+    for kept in [
+        "TRACE from oz_agent_worker::link",
+        "TRACE from agent",
+        "DEBUG from tungstenite::protocol",
+        "DEBUG from rustls",
+    ] {
+        assert!(out.contains(kept), "{kept} missing in {out}");
+    }
+}
+
+/// The installed global logger, driven through the `log` macros (with the `task_id`
+/// key-value syntax call sites use). The only test in this binary that installs a logger.
+#[test]
+fn installed_logger_redacts_macro_output() {
+    let buf = Buf::default();
+    assert!(init_with_writer(
+        LevelFilter::Trace,
+        LogFormat::Json,
+        Box::new(buf.clone())
+    ));
+    assert!(!init_with_writer(
+        LevelFilter::Info,
+        LogFormat::Text,
+        Box::new(Buf::default())
+    ));
+    let canary = "macro-canary-secret-0c1d2e";
+    let _guard = redact::register([canary]);
+    log::error!(task_id = "t-macro"; "MACRO error {canary}");
+    log::warn!("MACRO warn {canary}");
+    log::info!(task_id = "t-macro", attempt = 2; "MACRO info key={canary}");
+    log::debug!(target: "agent", "MACRO [t-macro] agent says {canary}");
+    {
+        let _scope = task_scope("t-scoped");
+        log::trace!("MACRO trace {canary}");
+    }
+    log::logger().flush();
+    let out = buf.text();
+    let mine: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.contains("MACRO"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(mine.len(), 5, "{out}");
+    assert!(!out.contains(canary));
+    assert_eq!(mine[0]["task_id"], "t-macro");
+    assert_eq!(mine[0]["level"], "error");
+    assert_eq!(mine[2]["fields"]["attempt"], "2");
+    assert_eq!(mine[3]["target"], "agent");
+    assert_eq!(mine[4]["task_id"], "t-scoped");
+    assert_eq!(mine[4]["level"], "trace");
 }

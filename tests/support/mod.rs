@@ -1,1 +1,5 @@
 //! Test support: fake Oz server, harness for the real binary.
+
+#![allow(dead_code)]
+
+pub mod collector;
