@@ -147,7 +147,9 @@ pub fn route(req: &Request, metrics: &Metrics, health: &Health) -> Response {
 }
 
 /// Validates a `HOST:PORT` listen address and returns what to bind. An empty host (`:9464`)
-/// means every IPv4 interface, as in Go; IPv6 literals need brackets (`[::1]:9464`).
+/// means every IPv4 interface, as in Go; IPv6 literals need brackets (`[::1]:9464`);
+/// `localhost` means `127.0.0.1`, as Go resolves it, so a scrape of `127.0.0.1` finds the
+/// listener whatever order the resolver returns `::1` and `127.0.0.1` in.
 pub fn bind_address(addr: &str) -> Result<String, String> {
     let (host, port) = addr
         .rsplit_once(':')
@@ -167,6 +169,8 @@ pub fn bind_address(addr: &str) -> Result<String, String> {
     }
     Ok(if host.is_empty() {
         format!("0.0.0.0:{port}")
+    } else if host.eq_ignore_ascii_case("localhost") {
+        format!("127.0.0.1:{port}")
     } else {
         addr.to_owned()
     })
@@ -275,7 +279,11 @@ mod tests {
         assert_eq!(bind_address("127.0.0.1:9464").unwrap(), "127.0.0.1:9464");
         assert_eq!(bind_address(":9464").unwrap(), "0.0.0.0:9464");
         assert_eq!(bind_address("[::1]:0").unwrap(), "[::1]:0");
-        assert_eq!(bind_address("localhost:9100").unwrap(), "localhost:9100");
+        assert_eq!(bind_address("localhost:9100").unwrap(), "127.0.0.1:9100");
+        assert_eq!(
+            bind_address("metrics.internal:9100").unwrap(),
+            "metrics.internal:9100"
+        );
         for bad in [
             "9464",
             "host:",

@@ -311,3 +311,27 @@ fn bad_addresses_are_errors() {
         "{e}"
     );
 }
+
+/// The Go worker's chart environment (`OTEL_METRICS_EXPORTER=prometheus` plus host/port)
+/// starts the same listener; `localhost` binds 127.0.0.1 as Go does.
+#[test]
+fn go_worker_prometheus_environment_starts_the_listener() {
+    let env = |k: &str| match k {
+        "OTEL_METRICS_EXPORTER" => Some("prometheus".to_owned()),
+        "OTEL_EXPORTER_PROMETHEUS_PORT" => Some("0".to_owned()),
+        _ => None,
+    };
+    let plan = oz_agent_worker::metrics::exporters::plan(None, &env);
+    assert_eq!(plan.listen.as_deref(), Some("localhost:0"));
+    assert!(plan.otlp.is_none() && plan.warnings.is_empty());
+    let h = ops::spawn(
+        plan.listen.as_deref().unwrap(),
+        metrics(0),
+        Health::new(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let addr = h.local_addr();
+    assert!(addr.ip().is_loopback() && addr.is_ipv4(), "{addr}");
+    assert_eq!(get(addr, "/metrics").status, 200);
+    h.shutdown();
+}
