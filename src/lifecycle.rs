@@ -10,31 +10,7 @@ use crate::backend::{CancelSource, Completion, Failure, FailureReason, TaskRef};
 use crate::protocol::{Outbound, text};
 
 /// How a finished execution is counted (the `result` label of the Go worker's metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskResult {
-    Succeeded,
-    Failed,
-    Cancelled,
-    Dispatched,
-}
-
-impl TaskResult {
-    pub const ALL: [TaskResult; 4] = [
-        TaskResult::Succeeded,
-        TaskResult::Failed,
-        TaskResult::Cancelled,
-        TaskResult::Dispatched,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskResult::Succeeded => "succeeded",
-            TaskResult::Failed => "failed",
-            TaskResult::Cancelled => "cancelled",
-            TaskResult::Dispatched => "dispatched",
-        }
-    }
-}
+pub use crate::metrics::TaskResult;
 
 /// The verdict on one finished execution: how to count it, what to send (nothing for a
 /// dispatched task), and the failure reason when it failed.

@@ -21,10 +21,12 @@ use oz_agent_worker::backend::{self, Backend};
 use oz_agent_worker::cli::{self, Invocation, Mode};
 use oz_agent_worker::config;
 use oz_agent_worker::link::{Link, LinkConfig};
+use oz_agent_worker::metrics::{Health, Metrics, WorkerInfo, exporters};
+use oz_agent_worker::sd_notify::{Keeper, Notifier};
 use oz_agent_worker::settings::Settings;
-use oz_agent_worker::supervisor::{self, Exit, Supervisor};
+use oz_agent_worker::supervisor::{self, Exit, Supervisor, Telemetry};
 use oz_agent_worker::task::TaskOptions;
-use oz_agent_worker::{VERSION, check, logging, run_once, signals};
+use oz_agent_worker::{VERSION, check, logging, ops, otlp, redact, run_once, signals};
 
 const USAGE_ERROR: u8 = 2;
 const RUNTIME_ERROR: u8 = 1;
@@ -58,7 +60,11 @@ fn main() -> ExitCode {
         }
     };
     let settings = resolved.settings;
-    logging::init(settings.log_level);
+    logging::init(settings.log_level, settings.log_format);
+    if let Some(key) = &settings.api_key {
+        // Registered before anything can log it, for the life of the process.
+        redact::register([key.expose()]).keep();
+    }
     for warning in &resolved.warnings {
         warn!("{warning}");
     }
@@ -103,7 +109,7 @@ fn supervisor_options(settings: &Settings) -> supervisor::Options {
         one_shot: settings.one_shot,
         task: task_options(settings),
         shutdown_timeout: settings.timing.shutdown_timeout,
-        drain_timeout: std::time::Duration::ZERO,
+        drain_timeout: settings.drain_timeout,
     }
 }
 
@@ -113,6 +119,107 @@ fn build_backend(settings: &Settings) -> Option<Arc<dyn Backend>> {
         Err(e) => {
             error!("Failed to create worker: {e}");
             None
+        }
+    }
+}
+
+/// The observability threads of a daemon run; stopped in reverse order at exit.
+struct Observers {
+    telemetry: Telemetry,
+    ops: Option<ops::OpsHandle>,
+    otlp: Option<otlp::OtlpHandle>,
+    keeper: Option<Keeper>,
+}
+
+impl Observers {
+    /// Starts `/metrics` (`--metrics-addr` or the Go worker's OTEL_* variables), OTLP push and
+    /// the systemd notifier. A listener the operator asked for by flag must come up; one the
+    /// OTEL variables asked for is best effort, as in the Go worker.
+    fn start(settings: &Settings) -> Result<Observers, u8> {
+        let env = |key: &str| std::env::var(key).ok();
+        let metrics = Metrics::new(
+            WorkerInfo {
+                version: VERSION.to_owned(),
+                backend: settings.backend_kind().as_str().to_owned(),
+                worker_id: settings.worker_id.clone(),
+            },
+            settings.max_concurrent_tasks,
+        );
+        let health = Health::new(std::time::Duration::from_secs(30));
+        let (notifier, notes) = Notifier::from_env(&env);
+        let notifier = Arc::new(notifier);
+        let plan = exporters::plan(settings.metrics_addr.as_deref(), &env);
+        for note in notes.iter().chain(&plan.warnings) {
+            warn!("{note}");
+        }
+        let ops = match &plan.listen {
+            Some(addr) => match ops::spawn(addr, Arc::clone(&metrics), Arc::clone(&health)) {
+                Ok(h) => {
+                    info!(
+                        "Serving /metrics, /healthz and /readyz on http://{}",
+                        h.local_addr()
+                    );
+                    Some(h)
+                }
+                Err(e) if settings.metrics_addr.is_some() => {
+                    error!("{e}");
+                    return Err(RUNTIME_ERROR);
+                }
+                Err(e) => {
+                    warn!("{e}; continuing without metrics");
+                    None
+                }
+            },
+            None => None,
+        };
+        let otlp = match plan.otlp {
+            Some(cfg) => {
+                let endpoint = cfg.endpoint.clone();
+                match otlp::spawn(cfg, Arc::clone(&metrics)) {
+                    Ok(h) => {
+                        info!("Pushing metrics over OTLP/HTTP to {endpoint}");
+                        Some(h)
+                    }
+                    Err(e) => {
+                        warn!("Cannot start OTLP metrics push: {e}; continuing without it");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let keeper = match Keeper::spawn(
+            Arc::clone(&notifier),
+            Arc::clone(&metrics),
+            Arc::clone(&health),
+        ) {
+            Ok(k) => k,
+            Err(e) => {
+                warn!("Cannot start the systemd notifier: {e}");
+                None
+            }
+        };
+        Ok(Observers {
+            telemetry: Telemetry {
+                metrics,
+                health,
+                notifier,
+            },
+            ops,
+            otlp,
+            keeper,
+        })
+    }
+
+    fn stop(self) {
+        if let Some(o) = self.otlp {
+            o.shutdown();
+        }
+        if let Some(k) = self.keeper {
+            k.stop();
+        }
+        if let Some(o) = self.ops {
+            o.shutdown();
         }
     }
 }
@@ -130,7 +237,12 @@ fn daemon(settings: &Settings) -> u8 {
             return RUNTIME_ERROR;
         }
     };
+    let observers = match Observers::start(settings) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
     let Some(backend) = build_backend(settings) else {
+        observers.stop();
         return RUNTIME_ERROR;
     };
     let Some(api_key) = settings.api_key.clone() else {
@@ -153,10 +265,18 @@ fn daemon(settings: &Settings) -> u8 {
         Ok(l) => l,
         Err(e) => {
             error!("Cannot start the Oz link: {e}");
+            observers.stop();
             return USAGE_ERROR;
         }
     };
-    let mut supervisor = Supervisor::new(supervisor_options(settings), Arc::clone(&backend));
+    let telemetry = observers.telemetry.clone();
+    telemetry.health.set_backend_ok(true);
+    telemetry.notifier.ready();
+    let mut supervisor = Supervisor::new(
+        supervisor_options(settings),
+        Arc::clone(&backend),
+        telemetry,
+    );
     let outbox = |msg| link.send(msg);
     let exit = supervisor.run(&outbox, &events_rx, &signals);
     if exit == Exit::Aborted {
@@ -179,6 +299,7 @@ fn daemon(settings: &Settings) -> u8 {
         );
     }
     backend.shutdown();
+    observers.stop();
     info!("Worker shutdown complete");
     match exit {
         Exit::LinkLost => RUNTIME_ERROR,

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::backend::Backend;
 use crate::link::LinkEvent;
 use crate::protocol::{self, Inbound, Outbound, kind};
-use crate::supervisor::{Exit, Options, Supervisor};
+use crate::supervisor::{Exit, Options, Supervisor, Telemetry};
 
 /// Why the task could not be run at all.
 #[derive(Debug)]
@@ -151,7 +151,8 @@ pub fn run(
             *terminal.borrow_mut() = Some(msg);
         }
     };
-    let mut supervisor = Supervisor::new(opts, backend);
+    let telemetry = Telemetry::detached(&opts.worker_id, backend.kind(), 1);
+    let mut supervisor = Supervisor::new(opts, backend, telemetry);
     let exit = supervisor.run(&outbox, &link_rx, signals);
     drop(link_tx);
     let terminal = terminal.into_inner();

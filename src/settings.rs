@@ -68,6 +68,15 @@ pub struct Settings {
     pub server_root_url: String,
     pub session_sharing_server_url: Option<String>,
     pub log_level: log::LevelFilter,
+    /// Text (default) or JSON lines (`--log-format`, `log_format`).
+    pub log_format: crate::logging::LogFormat,
+    /// `HOST:PORT` of the ops listener: `/metrics`, `/healthz`, `/readyz` (`--metrics-addr`,
+    /// `metrics_addr`). The OpenTelemetry environment can enable it too (see
+    /// `metrics::exporters`).
+    pub metrics_addr: Option<String>,
+    /// On SIGTERM/SIGINT, how long running tasks may finish before they are cancelled
+    /// (`--drain-timeout`, `drain_timeout`; zero cancels at once, as the Go worker does).
+    pub drain_timeout: Duration,
     /// Extra PEM CA bundle trusted for `wss://` besides the system roots.
     pub ca_bundle: Option<PathBuf>,
     pub timing: Timing,

@@ -38,7 +38,9 @@ use crate::backend::{
 use crate::bounded::BoundedSet;
 use crate::lifecycle::{self, TaskResult};
 use crate::link::LinkEvent;
+use crate::metrics::{FailurePhase, Health, Metrics, ReconnectReason, RejectReason};
 use crate::protocol::{Inbound, Outbound, TaskAssignment, TaskCancellation, text};
+use crate::sd_notify::Notifier;
 use crate::task::{self, TaskOptions, TaskSpec};
 
 /// How many finished executions are remembered (for duplicate suppression and closure replays).
@@ -57,6 +59,40 @@ impl<F: Fn(Outbound)> Outbox for F {
         self(msg)
     }
 }
+
+/// Where the supervisor reports what it does: counters, liveness, systemd.
+#[derive(Clone)]
+pub struct Telemetry {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub notifier: Arc<Notifier>,
+}
+
+impl Telemetry {
+    /// Telemetry that nobody reads (run-once, tests): real counters, no exporters, no systemd.
+    pub fn detached(
+        worker_id: &str,
+        backend: crate::backend::BackendKind,
+        max: usize,
+    ) -> Telemetry {
+        Telemetry {
+            metrics: Metrics::new(
+                crate::metrics::WorkerInfo {
+                    version: crate::VERSION.to_owned(),
+                    backend: backend.as_str().to_owned(),
+                    worker_id: worker_id.to_owned(),
+                },
+                max,
+            ),
+            health: Health::new(Duration::from_secs(30)),
+            notifier: Arc::new(Notifier::disabled()),
+        }
+    }
+}
+
+/// How often the supervisor wakes when nothing happens, to prove it is alive (`/healthz`,
+/// the systemd watchdog). Well under `Health`'s staleness limit.
+const BEAT: Duration = Duration::from_secs(5);
 
 /// Supervisor settings.
 #[derive(Debug, Clone)]
@@ -101,6 +137,9 @@ enum Internal {
 
 struct Active {
     cancel: CancelToken,
+    started: Instant,
+    /// Keeps the task's secrets registered with the log redactor while it may log.
+    _secrets: Option<crate::redact::Guard>,
     /// True once a terminal message was sent on the task's behalf (shutdown deadline), so a
     /// late outcome is logged but not reported twice.
     reported: bool,
@@ -128,6 +167,7 @@ enum State {
 
 pub struct Supervisor {
     opts: Options,
+    telemetry: Telemetry,
     backend: Arc<dyn Backend>,
     internal_tx: Sender<Internal>,
     internal_rx: Receiver<Internal>,
@@ -145,10 +185,11 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(opts: Options, backend: Arc<dyn Backend>) -> Self {
+    pub fn new(opts: Options, backend: Arc<dyn Backend>, telemetry: Telemetry) -> Self {
         let (internal_tx, internal_rx) = crossbeam_channel::unbounded();
         Supervisor {
             opts,
+            telemetry,
             backend,
             internal_tx,
             internal_rx,
@@ -201,6 +242,7 @@ impl Supervisor {
                     },
                 default(wait) => {},
             }
+            self.telemetry.health.beat();
             self.on_tick(outbox);
             if let Some(exit) = self.exit_now(link_alive) {
                 return exit;
@@ -210,10 +252,10 @@ impl Supervisor {
 
     fn next_wakeup(&self) -> Duration {
         match self.state {
-            State::Running => Duration::from_secs(3600),
+            State::Running => BEAT,
             State::Draining { until: deadline } | State::Stopping { deadline } => deadline
                 .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1)),
+                .clamp(Duration::from_millis(1), BEAT),
         }
     }
 
@@ -250,6 +292,7 @@ impl Supervisor {
                 info!(
                     "Received signal {sig}; shutting down gracefully (send it again to exit at once)"
                 );
+                self.announce_stop();
                 let running = self.active();
                 let drain = self.opts.drain_timeout;
                 if drain.is_zero() || running == 0 || self.backend.preserves_tasks_on_shutdown() {
@@ -273,9 +316,21 @@ impl Supervisor {
         }
     }
 
+    /// Tells readiness probes and systemd that the worker is going away.
+    fn announce_stop(&self) {
+        let t = &self.telemetry;
+        t.health.set_draining();
+        t.notifier.stopping();
+        t.notifier
+            .extend_timeout(self.opts.drain_timeout + self.opts.shutdown_timeout + BEAT);
+    }
+
     fn begin_stop(&mut self) {
         if let State::Stopping { .. } = self.state {
             return;
+        }
+        if self.state == State::Running {
+            self.announce_stop();
         }
         let deadline = Instant::now() + self.opts.shutdown_timeout;
         self.state = State::Stopping { deadline };
@@ -317,12 +372,16 @@ impl Supervisor {
             return;
         }
         let preserve = self.backend.preserves_tasks_on_shutdown();
+        let metrics = &self.telemetry.metrics;
         for (key, task) in self.tasks.iter_mut().filter(|(_, t)| !t.reported) {
             task.reported = true;
             if preserve {
                 warn!("Task {key} is still being handed off at shutdown; leaving it");
+                metrics.task_abandoned();
                 continue;
             }
+            metrics.task_finished(TaskResult::Failed, task.started.elapsed());
+            metrics.task_failed(FailurePhase::Backend, FailureReason::GracefulShutdown);
             warn!(
                 "Task {key} did not stop within the shutdown timeout; reporting it as interrupted"
             );
@@ -336,10 +395,22 @@ impl Supervisor {
 
     fn on_link(&mut self, outbox: &dyn Outbox, ev: LinkEvent) {
         match ev {
-            LinkEvent::Connected => info!("{}", lifecycle::connected()),
-            LinkEvent::Disconnected { reason } => warn!("{}", lifecycle::disconnected(&reason)),
+            LinkEvent::Connected => {
+                self.telemetry.metrics.set_connected(true);
+                info!("{}", lifecycle::connected());
+            }
+            LinkEvent::Disconnected { reason } => {
+                self.telemetry.metrics.set_connected(false);
+                self.telemetry
+                    .metrics
+                    .reconnect(ReconnectReason::RemoteClose);
+                warn!("{}", lifecycle::disconnected(&reason));
+            }
             LinkEvent::DialFailed { error, retry_in } => {
-                warn!("{}", lifecycle::dial_failed(&error, retry_in))
+                self.telemetry
+                    .metrics
+                    .reconnect(ReconnectReason::DialFailed);
+                warn!("{}", lifecycle::dial_failed(&error, retry_in));
             }
             LinkEvent::Message(msg) => self.on_message(outbox, msg),
         }
@@ -364,10 +435,7 @@ impl Supervisor {
                     return;
                 }
                 self.claim(outbox, &key);
-                outbox.send(lifecycle::failed_before_start(
-                    &key,
-                    &format!("invalid task assignment: {error}"),
-                ));
+                self.fail_before_start(outbox, &key, &format!("invalid task assignment: {error}"));
             }
             Inbound::BadAssignment {
                 task_id: None,
@@ -380,6 +448,7 @@ impl Supervisor {
     }
 
     fn claim(&self, outbox: &dyn Outbox, key: &TaskRef) {
+        self.telemetry.metrics.task_claimed();
         outbox.send(Outbound::Claimed {
             task_id: key.task_id.clone(),
             worker_id: self.opts.worker_id.clone(),
@@ -387,12 +456,27 @@ impl Supervisor {
         });
     }
 
-    fn reject(&self, outbox: &dyn Outbox, key: &TaskRef, reason: &str) {
-        info!("{}", lifecycle::rejected(key, reason));
+    fn reject(&self, outbox: &dyn Outbox, key: &TaskRef, reason: RejectReason) {
+        let text = match reason {
+            RejectReason::AtCapacity => text::REJECT_AT_CAPACITY,
+            RejectReason::ShuttingDown => text::REJECT_SHUTTING_DOWN,
+            RejectReason::OneShotComplete => text::REJECT_ONE_SHOT,
+        };
+        info!("{}", lifecycle::rejected(key, text));
+        self.telemetry.metrics.task_rejected(reason);
         outbox.send(Outbound::Rejected {
             task_id: key.task_id.clone(),
-            reason: reason.to_owned(),
+            reason: text.to_owned(),
         });
+    }
+
+    /// Reports a claimed task that never reached the backend, and counts it like any other
+    /// finished task (so every claim is matched by exactly one result).
+    fn fail_before_start(&self, outbox: &dyn Outbox, key: &TaskRef, why: &str) {
+        let metrics = &self.telemetry.metrics;
+        metrics.task_finished(TaskResult::Failed, Duration::ZERO);
+        metrics.task_failed(FailurePhase::Assignment, FailureReason::Unknown);
+        outbox.send(lifecycle::failed_before_start(key, why));
     }
 
     fn on_assignment(&mut self, outbox: &dyn Outbox, a: TaskAssignment) {
@@ -409,22 +493,19 @@ impl Supervisor {
             return;
         }
         if self.state != State::Running {
-            return self.reject(outbox, &key, text::REJECT_SHUTTING_DOWN);
+            return self.reject(outbox, &key, RejectReason::ShuttingDown);
         }
         if self.opts.one_shot && self.one_shot_used {
-            return self.reject(outbox, &key, text::REJECT_ONE_SHOT);
+            return self.reject(outbox, &key, RejectReason::OneShotComplete);
         }
         let max = self.opts.max_concurrent_tasks;
         if max > 0 && self.active() >= max {
-            return self.reject(outbox, &key, text::REJECT_AT_CAPACITY);
+            return self.reject(outbox, &key, RejectReason::AtCapacity);
         }
         let Some(task_obj) = a.task.as_ref() else {
             error!("Task {key}: assignment has no task object");
             self.claim(outbox, &key);
-            outbox.send(lifecycle::failed_before_start(
-                &key,
-                "task assignment has no task object",
-            ));
+            self.fail_before_start(outbox, &key, "task assignment has no task object");
             return;
         };
         let (spec, notes) = task::build_with_notes(&a, task_obj, &self.opts.task);
@@ -436,18 +517,18 @@ impl Supervisor {
             Err(e) => {
                 error!("Task {key}: cannot create a cancellation token: {e}");
                 self.claim(outbox, &key);
-                outbox.send(lifecycle::failed_before_start(
-                    &key,
-                    &format!("worker cannot track the task: {e}"),
-                ));
+                self.fail_before_start(outbox, &key, &format!("worker cannot track the task: {e}"));
                 return;
             }
         };
         // Register before claiming, so a claim is never sent for a task the worker then drops.
+        let secrets = (!spec.secrets.is_empty()).then(|| crate::redact::register(&spec.secrets));
         self.tasks.insert(
             key.clone(),
             Active {
                 cancel: cancel.clone(),
+                started: Instant::now(),
+                _secrets: secrets,
                 reported: false,
             },
         );
@@ -456,10 +537,7 @@ impl Supervisor {
         if let Err(e) = self.spawn_task(key.clone(), spec, cancel) {
             error!("Task {key}: cannot start a task thread: {e}");
             self.tasks.remove(&key);
-            outbox.send(lifecycle::failed_before_start(
-                &key,
-                &format!("worker cannot start the task: {e}"),
-            ));
+            self.fail_before_start(outbox, &key, &format!("worker cannot start the task: {e}"));
             return;
         }
         if self.opts.one_shot {
@@ -474,6 +552,7 @@ impl Supervisor {
             .name(thread_name("t-", &key.task_id))
             .stack_size(TASK_STACK)
             .spawn(move || {
+                let _scope = crate::logging::task_scope(&key.task_id);
                 let started = Instant::now();
                 let outcome = catch_unwind(AssertUnwindSafe(|| backend.execute(&spec, &cancel)))
                     .unwrap_or_else(|panic| {
@@ -625,8 +704,15 @@ impl Supervisor {
         }
         if task.reported {
             warn!("Task {key} returned after it was already reported as interrupted");
-        } else if let Some(msg) = verdict.message {
-            outbox.send(msg);
+        } else {
+            let metrics = &self.telemetry.metrics;
+            metrics.task_finished(verdict.result, took);
+            if let Some(reason) = verdict.reason {
+                metrics.task_failed(FailurePhase::Backend, reason);
+            }
+            if let Some(msg) = verdict.message {
+                outbox.send(msg);
+            }
         }
         if key.execution_id.is_some() {
             if verdict.result == TaskResult::Dispatched {

@@ -8,4 +8,5 @@ mod support;
 mod backends;
 mod docker_client;
 mod link;
+mod ops;
 mod worker;

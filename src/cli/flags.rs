@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::{LowArgs, Special};
 use crate::backend::BackendKind;
+use crate::logging::LogFormat;
 use crate::settings::{self, Secret, Timing};
 
 /// Help and man page section a flag is listed under, in display order.
@@ -325,6 +326,58 @@ ignored with a warning.",
         doc_long: r"Minimum level of log lines: \fBdebug\fR, \fBinfo\fR, \fBwarn\fR or \fBerror\fR.",
     },
     Flag {
+        long: "log-format",
+        short: None,
+        kind: Kind::Value {
+            name: "FORMAT",
+            update: |low, v| {
+                let s = text(v)?;
+                low.log_format = Some(LogFormat::parse(&s).ok_or_else(|| {
+                    let names: Vec<&str> = LogFormat::ALL.iter().map(|f| f.as_str()).collect();
+                    one_of(&s, &names)
+                })?);
+                Ok(())
+            },
+        },
+        env: None,
+        yaml: Some("log_format"),
+        default: Some("text"),
+        repeatable: false,
+        category: Category::Config,
+        doc_short: "Log format: text, or json (one object per line).",
+        doc_long: r"\fBtext\fR writes \fItime level message\fR lines; \fBjson\fR writes one JSON
+object per line with \fBtime\fR, \fBlevel\fR, \fBtarget\fR, \fBmessage\fR and, when
+known, \fBtask_id\fR and \fBfields\fR, for log pipelines. Secrets are redacted in both.",
+    },
+    Flag {
+        long: "metrics-addr",
+        short: None,
+        kind: Kind::Value {
+            name: "HOST:PORT",
+            update: |low, v| {
+                let s = text(v)?;
+                if s.is_empty() {
+                    low.metrics_addr = None;
+                    return Ok(());
+                }
+                crate::ops::http::bind_address(&s)?;
+                low.metrics_addr = Some(s);
+                Ok(())
+            },
+        },
+        env: None,
+        yaml: Some("metrics_addr"),
+        default: None,
+        repeatable: false,
+        category: Category::Config,
+        doc_short: "Serve /metrics, /healthz and /readyz over HTTP on this address.",
+        doc_long: r"Listen on \fIHOST\fR:\fIPORT\fR (\fB:\fR\fIPORT\fR for every interface) and
+serve \fB/metrics\fR (Prometheus text format), \fB/healthz\fR (the worker's main loop is
+alive) and \fB/readyz\fR (connected to Oz and the backend is available). Without it, the
+Go worker's \fBOTEL_METRICS_EXPORTER=prometheus\fR with \fBOTEL_EXPORTER_PROMETHEUS_HOST\fR
+and \fBOTEL_EXPORTER_PROMETHEUS_PORT\fR enables the same listener.",
+    },
+    Flag {
         long: "max-concurrent-tasks",
         short: None,
         kind: Kind::Value {
@@ -367,6 +420,30 @@ override a non-zero \fBmax_concurrent_tasks\fR from the config file.",
         doc_short: "Passed verbatim to the agent's --idle-on-complete.",
         doc_long: r"How long the agent stays up after its task completes; passed verbatim to the
 oz CLI's \fB\-\-idle\-on\-complete\fR (the task's own setting wins).",
+    },
+    Flag {
+        long: "drain-timeout",
+        short: None,
+        kind: Kind::Value {
+            name: "DURATION",
+            update: |low, v| {
+                let s = text(v)?;
+                let ns =
+                    crate::config::duration::parse_go_duration(&s).map_err(|e| e.to_string())?;
+                let ns = u64::try_from(ns).map_err(|_| format!("{s:?} must not be negative"))?;
+                low.drain_timeout = Some(Duration::from_nanos(ns));
+                Ok(())
+            },
+        },
+        env: None,
+        yaml: Some("drain_timeout"),
+        default: Some("0s"),
+        repeatable: false,
+        category: Category::Tasks,
+        doc_short: "On SIGTERM, let running tasks finish for this long before cancelling them.",
+        doc_long: r"On \fBSIGTERM\fR or \fBSIGINT\fR, stop taking tasks and let running tasks finish
+for up to \fIDURATION\fR (Go syntax, e.g. \fB90s\fR, \fB30m\fR) before cancelling them.
+\fB0s\fR (the default) cancels them at once, as the Go worker does.",
     },
     Flag {
         long: "one-shot",

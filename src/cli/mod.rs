@@ -73,6 +73,10 @@ pub struct LowArgs {
     pub config_file: Option<PathBuf>,
     pub backend: Option<BackendKind>,
     pub log_level: Option<log::LevelFilter>,
+    pub log_format: Option<crate::logging::LogFormat>,
+    /// Validated `HOST:PORT`.
+    pub metrics_addr: Option<String>,
+    pub drain_timeout: Option<std::time::Duration>,
     pub no_cleanup: bool,
     /// `-v` specs in order; validated in `config`.
     pub volumes: Vec<String>,

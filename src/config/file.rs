@@ -21,6 +21,9 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "one_shot",
     "collect_task_logs",
     "ca_bundle",
+    "log_format",
+    "metrics_addr",
+    "drain_timeout",
     "backend",
 ];
 
@@ -53,6 +56,12 @@ pub struct FileConfig {
     /// Accepted for compatibility; per-task log export is not implemented.
     pub collect_task_logs: Option<bool>,
     pub ca_bundle: Option<String>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    /// `HOST:PORT` of the ops listener.
+    pub metrics_addr: Option<String>,
+    /// Go duration, not negative.
+    pub drain_timeout: Option<String>,
     pub backend: Option<BackendBlocks>,
 }
 
@@ -273,6 +282,7 @@ pub fn validate(cfg: &FileConfig) -> Vec<String> {
                  negative values as unlimited: use 0 for unlimited"
         ));
     }
+    check_ops(&mut problems, cfg);
     let Some(b) = &cfg.backend else {
         return problems;
     };
@@ -402,6 +412,38 @@ fn go_duration(key: &str, v: Option<&str>) -> Result<Option<i64>, String> {
         Some(v) => duration::parse_go_duration(v)
             .map(Some)
             .map_err(|e: DurationError| format!("invalid {key} {v:?}: {e}")),
+    }
+}
+
+fn check_ops(problems: &mut Vec<String>, cfg: &FileConfig) {
+    if let Some(f) = cfg.log_format.as_deref()
+        && crate::logging::LogFormat::parse(f).is_none()
+    {
+        problems.push(format!("log_format must be text or json (got {f:?})"));
+    }
+    if let Some(addr) = cfg.metrics_addr.as_deref().filter(|a| !a.is_empty())
+        && let Err(why) = crate::ops::http::bind_address(addr)
+    {
+        problems.push(format!("metrics_addr: {why}"));
+    }
+    if let Err(why) = drain_timeout(cfg) {
+        problems.push(why);
+    }
+}
+
+/// `drain_timeout` from the file; `None` when absent.
+pub fn drain_timeout(cfg: &FileConfig) -> Result<Option<std::time::Duration>, String> {
+    const KEY: &str = "drain_timeout";
+    match go_duration(KEY, cfg.drain_timeout.as_deref())? {
+        None => Ok(None),
+        Some(ns) => u64::try_from(ns)
+            .map(|n| Some(std::time::Duration::from_nanos(n)))
+            .map_err(|_| {
+                format!(
+                    "invalid {KEY} {:?}: must not be negative",
+                    cfg.drain_timeout.as_deref().unwrap_or_default()
+                )
+            }),
     }
 }
 

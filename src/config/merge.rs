@@ -19,6 +19,7 @@ use super::{ConfigError, Resolved};
 use crate::backend::BackendKind;
 use crate::cli::{LowArgs, Mode, TIMING_ENV};
 use crate::config::duration::{self, Sign};
+use crate::logging::LogFormat;
 use crate::settings::{
     self, BackendSettings, CommandSettings, DirectSettings, DockerSettings, EnvList,
     KubernetesSettings, PullPolicy, Secret, Settings, Timing,
@@ -201,6 +202,19 @@ pub fn resolve_with_cwd(
         server_root_url,
         session_sharing_server_url: non_empty(&args.session_sharing_server_url),
         log_level: args.log_level.unwrap_or(log::LevelFilter::Info),
+        log_format: args
+            .log_format
+            .or_else(|| file.log_format.as_deref().and_then(LogFormat::parse))
+            .unwrap_or_default(),
+        metrics_addr: args
+            .metrics_addr
+            .clone()
+            .or_else(|| non_empty(&file.metrics_addr)),
+        // Validation already rejected a malformed file value.
+        drain_timeout: args
+            .drain_timeout
+            .or_else(|| file::drain_timeout(&file).ok().flatten())
+            .unwrap_or_default(),
         ca_bundle,
         timing: timing(env)?,
     };

@@ -311,21 +311,22 @@ impl Machine {
             return;
         }
         log::debug!("Queued {} for task {}", msg.kind(), msg.task_id());
+        if log::log_enabled!(log::Level::Debug) {
+            log::debug!("Frame to Oz: {}", crate::redact::mask_frame(&text));
+        }
         self.outbox.push(text.into());
     }
 
     fn dispatch(&mut self, msg: Message) {
         match msg {
-            Message::Text(text) => match protocol::decode(&text) {
-                Ok(inbound) => {
-                    if let Inbound::Unknown(kind) = &inbound {
-                        log::debug!("Received a message of unknown type {kind:?}");
-                    }
-                    self.emit(LinkEvent::Message(inbound));
+            Message::Text(text) => {
+                if log::log_enabled!(log::Level::Debug) {
+                    // Structurally masked (env_vars values, credentials), then redacted again
+                    // by the logger: frame dumps never show a secret.
+                    log::debug!("Frame from Oz: {}", crate::redact::mask_frame(&text));
                 }
-                // The error names what was wrong, never the frame (it may carry secrets).
-                Err(e) => log::error!("Dropping a message from the server: {e}"),
-            },
+                self.dispatch_text(&text);
+            }
             Message::Binary(b) => {
                 log::warn!(
                     "Ignoring a binary frame from the server ({} bytes)",
@@ -333,6 +334,19 @@ impl Machine {
                 );
             }
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => {}
+        }
+    }
+
+    fn dispatch_text(&mut self, text: &str) {
+        match protocol::decode(text) {
+            Ok(inbound) => {
+                if let Inbound::Unknown(kind) = &inbound {
+                    log::debug!("Received a message of unknown type {kind:?}");
+                }
+                self.emit(LinkEvent::Message(inbound));
+            }
+            // The error names what was wrong, never the frame (it may carry secrets).
+            Err(e) => log::error!("Dropping a message from the server: {e}"),
         }
     }
 

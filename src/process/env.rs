@@ -17,6 +17,10 @@ pub struct Env {
     vars: Vec<(OsString, OsString)>,
 }
 
+/// The worker's own supervision variables: a task process that inherited them could ping the
+/// worker's systemd watchdog or send it READY/STOPPING messages.
+const WORKER_PRIVATE: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
 impl Env {
     pub fn new() -> Env {
         Env::default()
@@ -24,7 +28,9 @@ impl Env {
 
     /// A snapshot of this process's environment. Non-UTF-8 entries are kept as they are.
     pub fn from_process() -> Env {
-        std::env::vars_os().collect()
+        std::env::vars_os()
+            .filter(|(name, _)| !WORKER_PRIVATE.iter().any(|p| name == p))
+            .collect()
     }
 
     /// Sets `name` to `value`. Returns false (and changes nothing) when the pair cannot be put

@@ -100,7 +100,8 @@ fn start(opts: Options, script: Script) -> Harness {
     let (out_tx, out_rx) = unbounded();
     let backend: Arc<dyn Backend> = Arc::new(ScriptedBackend(Arc::clone(&script)));
     let thread = std::thread::spawn(move || {
-        let mut sup = Supervisor::new(opts, backend);
+        let telemetry = Telemetry::detached("w1", BackendKind::Direct, 0);
+        let mut sup = Supervisor::new(opts, backend, telemetry);
         let outbox = move |m: Outbound| {
             let _ = out_tx.send(m);
         };

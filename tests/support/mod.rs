@@ -1,8 +1,9 @@
-//! Test support: the fake Oz server, a CONNECT proxy, log capture, Docker test images and the
-//! harness that drives the real binary.
+//! Test support: the fake Oz server, a CONNECT proxy, an OTLP collector, log capture, Docker
+//! test images and the harness that drives the real binary.
 
 #![allow(dead_code)]
 
+pub mod collector;
 pub mod docker_images;
 pub mod harness;
 pub mod log_capture;

@@ -22,6 +22,7 @@ use crate::config::file::tests::temp_dir;
 mod backends;
 mod environment;
 mod errors;
+mod ops;
 mod urls_paths;
 
 /// One resolution: command line, optional config file text, environment, mode.
@@ -554,6 +555,10 @@ fn precedence_flag_env_file_default_for_every_table_flag() {
     covered.push("idle-on-complete");
     covered.push("one-shot");
     covered.push("no-cleanup");
+    // (in `ops`)
+    covered.push("log-format");
+    covered.push("metrics-addr");
+    covered.push("drain-timeout");
     // (covered in detail by the tests above)
     assert_eq!(
         Run::new(&w(&["--backend", "direct"]))
