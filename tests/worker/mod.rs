@@ -4,6 +4,7 @@
 mod cli;
 mod daemon;
 mod faults;
+mod ops;
 mod shutdown;
 
 use std::path::{Path, PathBuf};
