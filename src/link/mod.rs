@@ -22,6 +22,8 @@ mod machine;
 mod outbox;
 mod proxy;
 mod tls;
+
+pub(crate) use tls::tls_config;
 mod transport;
 mod url;
 mod wake;

@@ -9,6 +9,7 @@
 
 mod encode;
 mod env;
+mod post;
 
 use std::io;
 use std::path::PathBuf;
@@ -27,9 +28,6 @@ pub use env::{config_from_env, resource};
 
 /// How long [`OtlpHandle::shutdown`] waits for the final push.
 pub const FLUSH_BUDGET: Duration = Duration::from_secs(5);
-/// Responses are read (so the connection can be reused) up to this size, then dropped.
-const MAX_RESPONSE_BYTES: u64 = 64 << 10;
-
 /// Where and how to push.
 #[derive(Debug, Clone)]
 pub struct OtlpConfig {
@@ -131,19 +129,34 @@ struct Pusher {
     config: OtlpConfig,
     metrics: Arc<Metrics>,
     resource: Vec<(String, String)>,
-    agent: ureq::Agent,
+    target: Result<post::Target, String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     failing: bool,
 }
 
 impl Pusher {
     fn new(config: OtlpConfig, metrics: Arc<Metrics>) -> Pusher {
         let resource = resource(metrics.info(), &config.resource_env);
-        let agent = agent(&config);
+        let target = post::Target::parse(&config.endpoint);
+        let tls = match &target {
+            Ok(t) if t.tls => match crate::link::tls_config(config.ca_file.as_deref()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    warn!(
+                        "TLS setup for {} failed: {e}; pushes will fail",
+                        config.endpoint
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
         Pusher {
             config,
             metrics,
             resource,
-            agent,
+            target,
+            tls,
             failing: false,
         }
     }
@@ -170,75 +183,20 @@ impl Pusher {
     }
 
     fn push(&self) -> Result<(), PushError> {
-        let body = encode(&self.metrics.snapshot(), &self.resource);
-        let mut request = self
-            .agent
-            .post(&self.config.endpoint)
-            .header("Content-Type", "application/json");
-        for (name, value) in &self.config.headers {
-            request = request.header(name.as_str(), value.expose());
+        let target = self
+            .target
+            .as_ref()
+            .map_err(|e| PushError::Transport(e.clone()))?;
+        if target.tls && self.tls.is_none() {
+            return Err(PushError::Transport("no TLS configuration".into()));
         }
-        let mut response = request
-            .send(body.as_str())
-            .map_err(|e| PushError::Transport(e.to_string()))?;
-        // Drain (bounded) so the connection can be reused; the content is not logged.
-        let _ = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_vec();
-        let status = response.status().as_u16();
+        let body = encode(&self.metrics.snapshot(), &self.resource);
+        let request = post::request(target, &self.config.headers, &body);
+        let status = post::send(target, self.tls.as_ref(), &request, self.config.timeout)?;
         if (200..300).contains(&status) {
             Ok(())
         } else {
             Err(PushError::Status(status))
         }
     }
-}
-
-/// A ureq agent: status codes as data, no redirects, one deadline per push, rustls with ring
-/// and the system roots (plus `ca_file`) for `https` endpoints.
-fn agent(config: &OtlpConfig) -> ureq::Agent {
-    use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
-    // ureq builds rustls configs from the process-default provider; ring is the only one
-    // compiled in. Err means a default is already installed, which is just as good.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots: Vec<Certificate<'static>> = Vec::new();
-    if config.endpoint.to_ascii_lowercase().starts_with("https:") {
-        let native = rustls_native_certs::load_native_certs();
-        roots.extend(
-            native
-                .certs
-                .iter()
-                .map(|c| Certificate::from_der(c.as_ref()).to_owned()),
-        );
-        if let Some(path) = &config.ca_file {
-            match std::fs::read(path) {
-                Ok(pem) => roots.extend(ureq::tls::parse_pem(&pem).filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })),
-                Err(e) => warn!("Cannot read OTLP CA certificates {}: {e}", path.display()),
-            }
-        }
-        if roots.is_empty() {
-            warn!(
-                "No trusted CA certificates found for {}; pushes will fail",
-                config.endpoint
-            );
-        }
-    }
-    // Always explicit roots: ureq's default root store is not compiled in.
-    let tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .root_certs(RootCerts::Specific(Arc::new(roots)))
-        .build();
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(config.timeout))
-        .user_agent(format!("oz-agent-worker/{}", crate::VERSION))
-        .tls_config(tls)
-        .build()
-        .new_agent()
 }
