@@ -155,6 +155,7 @@ impl Volumes {
             self.lock_dirty().remove(name);
         }
         let foreign_deadline = Instant::now() + FOREIGN_FILL_WAIT;
+        let mut announced = false;
         loop {
             let volume = client
                 .inspect_volume(name)
@@ -186,6 +187,15 @@ impl Volumes {
                         source,
                     })?;
                 continue;
+            }
+            if !announced {
+                log::info!(
+                    "Task {}: waiting for sidecar volume {name}, being filled by container {} of worker {}",
+                    owner.task_id,
+                    fill.id.chars().take(12).collect::<String>(),
+                    fill.labels.get(LABEL_WORKER).map_or("?", String::as_str)
+                );
+                announced = true;
             }
             if Instant::now() >= foreign_deadline {
                 return Err(VolumeError::ForeignFill {
