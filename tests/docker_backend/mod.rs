@@ -7,6 +7,7 @@
 //! end by asserting that nothing labelled with their worker id is left.
 
 mod cancel;
+mod debian_registry;
 mod images;
 mod lifecycle;
 mod registry;

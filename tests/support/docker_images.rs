@@ -664,3 +664,32 @@ pub fn task_layer() -> Vec<u8> {
         .file("data/layer-id", 0o644, unique("layer").as_bytes())
         .finish()
 }
+
+/// `POST /images/{repo}/push?tag=…` (the Engine API push endpoint, which the client does not
+/// model) over the engine's unix socket, with `auth` as `X-Registry-Auth`. Panics with the
+/// daemon's message if the push fails, including an error inside the 200 progress stream.
+pub fn push_image(client: &Client, repo: &str, tag: &str, auth: &str) {
+    use oz_agent_worker::docker::Address;
+    use std::os::unix::net::UnixStream;
+    let Address::Unix(path) = client.endpoint().address() else {
+        panic!("push_image needs a unix-socket Docker endpoint");
+    };
+    let mut conn = UnixStream::connect(path).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let request = format!(
+        "POST /images/{repo}/push?tag={tag} HTTP/1.1\r\nHost: docker\r\nX-Registry-Auth: {auth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    conn.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "push of {repo}:{tag} failed: {text}"
+    );
+    assert!(
+        !text.contains("\"error"),
+        "push of {repo}:{tag} failed: {text}"
+    );
+}
