@@ -182,11 +182,10 @@ fn limits_labels_and_name_are_on_the_container_and_no_cleanup_keeps_it() {
         inspect.name
     );
     let volume = f.volume_of(&f.sidecar_image);
-    assert_eq!(
-        inspect.host_config.binds,
-        [format!("{volume}:/agent:ro")],
-        "sidecar bind"
-    );
+    // Docker reports the bind as given; Podman appends the options it applied.
+    let binds = &inspect.host_config.binds;
+    assert_eq!(binds.len(), 1, "{binds:?}");
+    assert!(binds[0].starts_with(&format!("{volume}:/agent:ro")), "{binds:?}");
     assert!(
         logged(&format!("Task {id}: keeping container oz-{id}-")).len() == 1,
         "the kept container is logged"

@@ -629,8 +629,9 @@ pub fn agent_binary() -> &'static [u8] {
 pub fn import_image(client: &Client, resources: &Resources, repo: &str, tar: &[u8]) -> String {
     let tag = unique("img");
     let reference = resources.image(&format!("{repo}:{tag}"));
+    // The tag travels inside `repo`: Podman's compat API ignores the `tag` parameter.
     client
-        .import_image(&mut &tar[..], repo, &tag, &["LABEL oz-test=1"])
+        .import_image(&mut &tar[..], &reference, "", &["LABEL oz-test=1"])
         .unwrap_or_else(|e| panic!("importing test image {reference} failed: {e}"));
     reference
 }
