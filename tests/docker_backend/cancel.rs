@@ -126,3 +126,41 @@ fn a_task_cancelled_before_it_starts_creates_nothing() {
     assert_eq!(b.execute(&spec, &cancel), Err(Failure::cancelled()));
     f.assert_clean();
 }
+
+#[test]
+fn cancelling_a_task_stuck_in_an_image_pull_returns_promptly() {
+    use crate::support::docker_images::{FakeRegistry, docker_arch, task_layer};
+    use oz_agent_worker::settings::PullPolicy;
+    let f = Fixture::new();
+    let registry = FakeRegistry::serve(
+        docker_arch(),
+        None,
+        vec![("oz-test/stuck", "1", task_layer())],
+    );
+    registry.stall_blobs();
+    let b = Arc::new(f.backend_with(f.settings(PullPolicy::Always), true, f.env()));
+    let mut spec = f.spec(&unique("stuckpull"), &[]);
+    spec.image = f.res.image(&registry.image_ref());
+    let cancel = token();
+    let rx = execute_async(&b, spec, &cancel);
+    let end = Instant::now() + PROMPTLY;
+    while !registry
+        .requests()
+        .iter()
+        .any(|r| r.path.contains("/blobs/"))
+    {
+        assert!(Instant::now() < end, "the pull never reached the blobs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    cancel.cancel(CancelSource::User);
+    assert_eq!(
+        rx.recv_timeout(PROMPTLY).unwrap(),
+        Err(Failure::cancelled())
+    );
+    eprintln!(
+        "cancel during a stuck pull returned after {:?}",
+        started.elapsed()
+    );
+    f.assert_clean();
+}

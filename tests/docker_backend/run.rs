@@ -185,9 +185,36 @@ fn limits_labels_and_name_are_on_the_container_and_no_cleanup_keeps_it() {
     // Docker reports the bind as given; Podman appends the options it applied.
     let binds = &inspect.host_config.binds;
     assert_eq!(binds.len(), 1, "{binds:?}");
-    assert!(binds[0].starts_with(&format!("{volume}:/agent:ro")), "{binds:?}");
+    assert!(
+        binds[0].starts_with(&format!("{volume}:/agent:ro")),
+        "{binds:?}"
+    );
     assert!(
         logged(&format!("Task {id}: keeping container oz-{id}-")).len() == 1,
         "the kept container is logged"
     );
+}
+
+#[test]
+fn a_refused_create_is_container_create_and_a_failed_start_is_container_start() {
+    use crate::support::docker_images::{Tar, import_image};
+    let f = Fixture::new();
+    let mut settings = f.settings(PullPolicy::IfNotPresent);
+    settings.volumes = vec!["not a valid volume name:/x".into()];
+    let b = f.backend_with(settings, true, f.env());
+    let e = failure(b.execute(&f.spec(&unique("badbind"), &[]), &token()));
+    assert_eq!(e.reason, FailureReason::ContainerCreate, "{e}");
+    assert!(e.message.starts_with("failed to create container: "), "{e}");
+
+    // A sidecar without /entrypoint.sh: the container cannot start.
+    let empty = Tar::new().file("not-the-agent", 0o644, b"x").finish();
+    let sidecar = import_image(&f.client, &f.res, "oz-test/empty-agent", &empty);
+    f.register_volume(&sidecar);
+    let b = f.backend();
+    let mut spec = f.spec(&unique("nostart"), &[]);
+    spec.sidecars[0].image = sidecar;
+    let e = failure(b.execute(&spec, &token()));
+    assert_eq!(e.reason, FailureReason::ContainerStart, "{e}");
+    assert!(e.message.starts_with("failed to start container: "), "{e}");
+    f.assert_clean();
 }

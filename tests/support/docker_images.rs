@@ -341,6 +341,8 @@ struct RegistryState {
     basic: Option<String>,
     requests: Mutex<Vec<Recorded>>,
     stop: AtomicBool,
+    /// Blob requests hang (up to two minutes) instead of being answered.
+    stall_blobs: AtomicBool,
 }
 
 /// A Docker registry (v2 API, plain HTTP) on 127.0.0.1 for pull tests.
@@ -385,6 +387,7 @@ impl FakeRegistry {
             basic,
             requests: Mutex::default(),
             stop: AtomicBool::new(false),
+            stall_blobs: AtomicBool::new(false),
         });
         let accept_state = Arc::clone(&state);
         std::thread::Builder::new()
@@ -419,6 +422,11 @@ impl FakeRegistry {
 
     pub fn manifest_digest(&self) -> String {
         self.state.images[0].manifest_digest.clone()
+    }
+
+    /// From now on, blob downloads hang (a stuck registry) until the registry is dropped.
+    pub fn stall_blobs(&self) {
+        self.state.stall_blobs.store(true, Ordering::SeqCst);
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -462,6 +470,13 @@ fn handle(mut conn: TcpStream, state: &RegistryState) {
         path: path.clone(),
         authorization: authorization.clone(),
     });
+    if path.contains("/blobs/") && state.stall_blobs.load(Ordering::SeqCst) {
+        let end = std::time::Instant::now() + Duration::from_secs(120);
+        while !state.stop.load(Ordering::SeqCst) && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return;
+    }
     let (status, content_type, body) = route(state, &path, authorization.as_deref());
     let mut response = format!(
         "HTTP/1.1 {status}\r\nDocker-Distribution-Api-Version: registry/2.0\r\nConnection: close\r\nContent-Length: {}\r\n",
