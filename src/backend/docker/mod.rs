@@ -393,6 +393,20 @@ impl DockerBackend {
     }
 }
 
+/// Ends an execution: container removal (or keeping), then deregistration.
+struct Finish<'a> {
+    backend: &'a DockerBackend,
+    spec: &'a TaskSpec,
+    exec: &'a tracker::Execution,
+}
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        self.backend.finish(self.spec, self.exec);
+        self.backend.tracker.remove(self.exec);
+    }
+}
+
 impl Drop for DockerBackend {
     fn drop(&mut self) {
         self.tracker.stop();
@@ -406,16 +420,18 @@ impl Backend for DockerBackend {
 
     fn execute(&self, spec: &TaskSpec, cancel: &CancelToken) -> Result<Completion, Failure> {
         let exec = self.tracker.add(spec.task_ref(), cancel.clone());
+        // Removes the container and deregisters on every path, a panic included.
+        let _finish = Finish {
+            backend: self,
+            spec,
+            exec: &exec,
+        };
         let suffix = self.suffix();
         let name = spec::container_name(&spec.task_id, &suffix);
-        let result = if cancel.is_cancelled() {
-            Err(Failure::cancelled())
-        } else {
-            self.run_task(spec, cancel, &exec, &name, &suffix)
-        };
-        self.finish(spec, &exec);
-        self.tracker.remove(&exec);
-        result
+        if cancel.is_cancelled() {
+            return Err(Failure::cancelled());
+        }
+        self.run_task(spec, cancel, &exec, &name, &suffix)
     }
 
     /// Fires the token of every matching execution and waits (bounded) until each has stopped
