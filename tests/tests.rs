@@ -6,6 +6,7 @@
 mod support;
 
 mod backends;
+mod docker_backend;
 mod docker_client;
 mod link;
 mod ops;

@@ -10,6 +10,7 @@
 pub mod cancel;
 pub mod command;
 pub mod direct;
+pub mod docker;
 
 use std::fmt;
 
@@ -272,10 +273,9 @@ pub fn build(
         BackendSettings::Command(s) => command::CommandBackend::new(s.clone(), ctx)
             .map(|b| std::sync::Arc::new(b) as std::sync::Arc<dyn Backend>)
             .map_err(|e| BuildError(e.to_string())),
-        BackendSettings::Docker(_) => Err(BuildError(
-            "the docker backend is not available in this build yet; use --backend direct or command"
-                .into(),
-        )),
+        BackendSettings::Docker(s) => docker::DockerBackend::new(s.clone(), ctx)
+            .map(|b| std::sync::Arc::new(b) as std::sync::Arc<dyn Backend>)
+            .map_err(|e| BuildError(e.to_string())),
         BackendSettings::Kubernetes(_) => Err(BuildError(
             "the kubernetes backend is not implemented by this worker yet (its configuration is \
              validated); use --backend docker, direct or command"

@@ -293,10 +293,16 @@ struct Served {
 
 fn serve_image(repo: &str, tag: &str, layer: Vec<u8>, arch: &str) -> Served {
     let layer_digest = sha256(&layer);
+    // Only the tool image has an entry point; task and sidecar images run what they are given.
+    let inner = if repo == "oz-test/tool" {
+        serde_json::json!({"Entrypoint": ["/tool"], "Labels": {"oz-test": "1"}})
+    } else {
+        serde_json::json!({"Labels": {"oz-test": "1"}})
+    };
     let config = serde_json::json!({
         "architecture": arch,
         "os": "linux",
-        "config": {"Entrypoint": ["/tool"], "Labels": {"oz-test": "1"}},
+        "config": inner,
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
         "history": [{"created_by": "oz-test"}]
     })
@@ -335,6 +341,8 @@ struct RegistryState {
     basic: Option<String>,
     requests: Mutex<Vec<Recorded>>,
     stop: AtomicBool,
+    /// Blob requests hang (up to two minutes) instead of being answered.
+    stall_blobs: AtomicBool,
 }
 
 /// A Docker registry (v2 API, plain HTTP) on 127.0.0.1 for pull tests.
@@ -354,7 +362,20 @@ impl FakeRegistry {
             .file("data/hello.txt", 0o644, HELLO)
             .file("data/layer-id", 0o644, unique("layer").as_bytes())
             .finish();
-        let images = vec![serve_image("oz-test/tool", "1", layer, arch)];
+        FakeRegistry::serve(arch, basic, vec![("oz-test/tool", "1", layer)])
+    }
+
+    /// Serves each `(repo, tag, layer tar)` as a single-layer image for `arch` (the first one is
+    /// what [`FakeRegistry::image_ref`] names); with `basic`, requires those credentials.
+    pub fn serve(
+        arch: &str,
+        basic: Option<(&str, &str)>,
+        served: Vec<(&str, &str, Vec<u8>)>,
+    ) -> FakeRegistry {
+        let images = served
+            .into_iter()
+            .map(|(repo, tag, layer)| serve_image(repo, tag, layer, arch))
+            .collect();
         let basic = basic.map(|(u, p)| {
             let token = oz_agent_worker::docker::base64::encode(format!("{u}:{p}").as_bytes());
             format!("Basic {token}")
@@ -366,6 +387,7 @@ impl FakeRegistry {
             basic,
             requests: Mutex::default(),
             stop: AtomicBool::new(false),
+            stall_blobs: AtomicBool::new(false),
         });
         let accept_state = Arc::clone(&state);
         std::thread::Builder::new()
@@ -386,13 +408,25 @@ impl FakeRegistry {
         FakeRegistry { port, state }
     }
 
-    /// `127.0.0.1:<port>/oz-test/tool:1`.
+    /// `127.0.0.1:<port>/<repo>:<tag>` of the first served image (`oz-test/tool:1` for
+    /// [`FakeRegistry::start`]).
     pub fn image_ref(&self) -> String {
-        format!("127.0.0.1:{}/oz-test/tool:1", self.port)
+        let first = &self.state.images[0];
+        format!("127.0.0.1:{}/{}:{}", self.port, first.repo, first.tag)
+    }
+
+    /// `127.0.0.1:<port>/<repo>:<tag>`.
+    pub fn reference(&self, repo: &str, tag: &str) -> String {
+        format!("127.0.0.1:{}/{repo}:{tag}", self.port)
     }
 
     pub fn manifest_digest(&self) -> String {
         self.state.images[0].manifest_digest.clone()
+    }
+
+    /// From now on, blob downloads hang (a stuck registry) until the registry is dropped.
+    pub fn stall_blobs(&self) {
+        self.state.stall_blobs.store(true, Ordering::SeqCst);
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -436,6 +470,13 @@ fn handle(mut conn: TcpStream, state: &RegistryState) {
         path: path.clone(),
         authorization: authorization.clone(),
     });
+    if path.contains("/blobs/") && state.stall_blobs.load(Ordering::SeqCst) {
+        let end = std::time::Instant::now() + Duration::from_secs(120);
+        while !state.stop.load(Ordering::SeqCst) && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return;
+    }
     let (status, content_type, body) = route(state, &path, authorization.as_deref());
     let mut response = format!(
         "HTTP/1.1 {status}\r\nDocker-Distribution-Api-Version: registry/2.0\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -495,4 +536,176 @@ fn route(
     let body =
         br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown to the oz-test registry"}]}"#;
     ("404 Not Found", Some("application/json"), body.to_vec())
+}
+
+/// The source of the test agent: `/entrypoint.sh` of test sidecar images, so the task
+/// container runs it as `/agent/entrypoint.sh`. It prints `ARGV <arg>` for each argument,
+/// `ENV <name>` for each variable name (never values), `CWD <dir>`, and one line on stderr, then
+/// acts on its environment:
+/// - `OZ_AGENT_SHOW=NAME`: prints `SHOW NAME=<value>`;
+/// - `OZ_AGENT_CAT=PATH`: prints the file;
+/// - `OZ_AGENT_ALLOC_MB=N`: allocates and touches N MiB, prints `allocated`;
+/// - `OZ_AGENT_SEGV=1`: dies of SIGSEGV (a real fault kills even a namespace's init);
+/// - `OZ_AGENT_SLEEP=1`: prints `sleeping` and waits; SIGTERM prints `got TERM` and exits 143,
+///   or is ignored with `OZ_AGENT_TERM=ignore`;
+/// - `OZ_AGENT_EXIT=N`: exit status (default 0).
+pub const AGENT_C: &str = r#"
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static void out(const char *a, const char *b) {
+    write(1, a, strlen(a)); write(1, b, strlen(b)); write(1, "\n", 1);
+}
+static void on_term(int sig) { (void)sig; write(1, "got TERM\n", 9); _exit(143); }
+
+int main(int argc, char **argv) {
+    char cwd[4096];
+    for (int i = 0; i < argc; i++) out("ARGV ", argv[i]);
+    for (char **e = environ; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+        write(1, "ENV ", 4); write(1, *e, n); write(1, "\n", 1);
+    }
+    if (getcwd(cwd, sizeof cwd)) out("CWD ", cwd);
+    write(2, "agent stderr line\n", 18);
+    const char *show = getenv("OZ_AGENT_SHOW");
+    if (show) {
+        const char *v = getenv(show);
+        write(1, "SHOW ", 5); write(1, show, strlen(show)); write(1, "=", 1);
+        out(v ? v : "", "");
+    }
+    const char *cat = getenv("OZ_AGENT_CAT");
+    if (cat) {
+        char buf[4096];
+        int fd = open(cat, O_RDONLY);
+        if (fd < 0) { out("cannot open ", cat); return 2; }
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof buf)) > 0) write(1, buf, n);
+        close(fd);
+    }
+    const char *alloc = getenv("OZ_AGENT_ALLOC_MB");
+    if (alloc) {
+        long mb = atol(alloc);
+        for (long i = 0; i < mb; i++) {
+            char *p = malloc(1 << 20);
+            if (!p) { out("malloc failed", ""); return 3; }
+            for (long j = 0; j < (1 << 20); j += 4096) p[j] = 1;
+        }
+        out("allocated", "");
+    }
+    if (getenv("OZ_AGENT_SEGV")) { volatile int *p = 0; *p = 1; }
+    if (getenv("OZ_AGENT_SLEEP")) {
+        const char *term = getenv("OZ_AGENT_TERM");
+        if (term && strcmp(term, "ignore") == 0) signal(SIGTERM, SIG_IGN);
+        else signal(SIGTERM, on_term);
+        out("sleeping", "");
+        for (;;) pause();
+    }
+    const char *code = getenv("OZ_AGENT_EXIT");
+    return code ? atoi(code) : 0;
+}
+"#;
+
+fn compile_static(name: &str, source: &str) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(unique(&format!("{name}-build")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join(format!("{name}.c"));
+    let bin = dir.join(name);
+    std::fs::write(&src, source).unwrap();
+    let out = Command::new("gcc")
+        .args(["-static", "-Os", "-s", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("gcc is needed to build static test programs for Docker tests");
+    assert!(
+        out.status.success(),
+        "gcc -static {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&bin).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
+}
+
+/// The static test agent, compiled once per test process.
+pub fn agent_binary() -> &'static [u8] {
+    static AGENT: OnceLock<Vec<u8>> = OnceLock::new();
+    AGENT.get_or_init(|| compile_static("agent", AGENT_C))
+}
+
+/// Imports `tar` as a fresh `<repo>:<unique tag>` image labelled `oz-test=1` (registered for
+/// removal); returns its reference.
+pub fn import_image(client: &Client, resources: &Resources, repo: &str, tar: &[u8]) -> String {
+    let tag = unique("img");
+    let reference = resources.image(&format!("{repo}:{tag}"));
+    // The tag travels inside `repo`: Podman's compat API ignores the `tag` parameter.
+    client
+        .import_image(&mut &tar[..], &reference, "", &["LABEL oz-test=1"])
+        .unwrap_or_else(|e| panic!("importing test image {reference} failed: {e}"));
+    reference
+}
+
+/// A `FROM scratch`-style sidecar image: `/entrypoint.sh` is the static test agent.
+pub fn import_sidecar_image(client: &Client, resources: &Resources) -> String {
+    import_image(client, resources, "oz-test/agent", &sidecar_layer())
+}
+
+/// A nearly empty task image (the agent comes from the sidecar volume).
+pub fn import_task_image(client: &Client, resources: &Resources) -> String {
+    import_image(client, resources, "oz-test/task", &task_layer())
+}
+
+/// The sidecar image's root filesystem (see [`import_sidecar_image`]), with a unique file so a
+/// registry-served copy is new to the daemon.
+pub fn sidecar_layer() -> Vec<u8> {
+    Tar::new()
+        .file("entrypoint.sh", 0o755, agent_binary())
+        .file("sidecar-marker", 0o644, b"from the sidecar\n")
+        .file("layer-id", 0o644, unique("layer").as_bytes())
+        .finish()
+}
+
+/// The task image's root filesystem (see [`import_task_image`]), with a unique file.
+pub fn task_layer() -> Vec<u8> {
+    Tar::new()
+        .dir("workspace")
+        .dir("data")
+        .file("data/hello.txt", 0o644, HELLO)
+        .file("data/layer-id", 0o644, unique("layer").as_bytes())
+        .finish()
+}
+
+/// `POST /images/{repo}/push?tag=…` (the Engine API push endpoint, which the client does not
+/// model) over the engine's unix socket, with `auth` as `X-Registry-Auth`. Panics with the
+/// daemon's message if the push fails, including an error inside the 200 progress stream.
+pub fn push_image(client: &Client, repo: &str, tag: &str, auth: &str) {
+    use oz_agent_worker::docker::Address;
+    use std::os::unix::net::UnixStream;
+    let Address::Unix(path) = client.endpoint().address() else {
+        panic!("push_image needs a unix-socket Docker endpoint");
+    };
+    let mut conn = UnixStream::connect(path).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let request = format!(
+        "POST /images/{repo}/push?tag={tag} HTTP/1.1\r\nHost: docker\r\nX-Registry-Auth: {auth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    conn.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "push of {repo}:{tag} failed: {text}"
+    );
+    assert!(
+        !text.contains("\"error"),
+        "push of {repo}:{tag} failed: {text}"
+    );
 }

@@ -1,0 +1,263 @@
+//! One task container: create, wait (registered before start), start, stream its output into
+//! the log, classify the exit; on cancellation stop it (SIGTERM, grace, SIGKILL).
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::backend::{CancelToken, Completion, Failure, FailureReason};
+use crate::docker::{Client, ContainerConfig, LogsOptions, StopOutcome, StreamKind, WaitCondition};
+use crate::process::{LineBuffer, Redactor};
+
+use super::tracker::{Container, Execution};
+
+/// How long the log stream may lag behind the container's exit before it is cut.
+const LOG_DRAIN: Duration = Duration::from_secs(2);
+
+/// A failure, or the cancellation it really is when the token fired.
+pub fn failure(cancel: &CancelToken, reason: FailureReason, message: String) -> Failure {
+    if cancel.is_cancelled() {
+        Failure::cancelled()
+    } else {
+        Failure::new(reason, message)
+    }
+}
+
+/// What [`run`] needs.
+pub struct Run<'a> {
+    /// Aborted by the task's cancellation.
+    pub client: &'a Client,
+    /// Never aborted: stop, inspect after exit, log stream base.
+    pub plain: &'a Client,
+    pub exec: &'a Execution,
+    pub cancel: &'a CancelToken,
+    pub task_id: &'a str,
+    pub name: &'a str,
+    pub grace: Duration,
+    pub secrets: &'a [String],
+}
+
+/// Creates, starts and waits for the task container. The container is left for the caller to
+/// remove (its id or name is recorded on the execution).
+pub fn run(r: &Run<'_>, config: &ContainerConfig) -> Result<Completion, Failure> {
+    let id = create(r, config)?;
+    let short: String = id.chars().take(12).collect();
+    let waiter = r
+        .client
+        .wait_container(&id, WaitCondition::NextExit)
+        .map_err(|e| {
+            failure(
+                r.cancel,
+                FailureReason::ContainerWait,
+                format!("failed to wait for container: {e}"),
+            )
+        })?;
+    r.client.start_container(&id).map_err(|e| {
+        failure(
+            r.cancel,
+            FailureReason::ContainerStart,
+            format!("failed to start container: {e}"),
+        )
+    })?;
+    log::info!("Task {}: started container {} ({short})", r.task_id, r.name);
+    let logs = follow_logs(r, &id);
+    let waited = waiter.wait();
+    if waited.is_err() && r.cancel.is_cancelled() {
+        stop(r, &id);
+    }
+    if let Some((handle, done)) = logs {
+        // The stream ends with the container; cut it if the daemon lags.
+        if done.recv_timeout(LOG_DRAIN).is_err() {
+            r.exec.log_abort.abort();
+        }
+        let _ = handle.join();
+    }
+    let exit = waited.map_err(|e| {
+        failure(
+            r.cancel,
+            FailureReason::ContainerWait,
+            format!("error waiting for container: {e}"),
+        )
+    })?;
+    if let Some(error) = exit.error {
+        return Err(failure(
+            r.cancel,
+            FailureReason::ContainerWait,
+            format!("error waiting for container: {error}"),
+        ));
+    }
+    let code = i32::try_from(exit.status_code).unwrap_or(i32::MAX);
+    if code == 0 {
+        log::info!(
+            "Task {}: container {} exited successfully",
+            r.task_id,
+            r.name
+        );
+        return Ok(Completion::Finished);
+    }
+    if r.cancel.is_cancelled() {
+        return Err(Failure::cancelled());
+    }
+    let oom = match r.plain.inspect_container(&id) {
+        Ok(Some(inspect)) => inspect.state.oom_killed,
+        Ok(None) => false,
+        Err(e) => {
+            log::warn!("Task {}: cannot inspect container {short}: {e}", r.task_id);
+            false
+        }
+    };
+    let failure = if oom {
+        Failure::new(
+            FailureReason::ContainerOom,
+            format!("container was killed for exceeding its memory limit (status {code})"),
+        )
+    } else {
+        Failure::new(
+            FailureReason::ContainerExit,
+            format!("container exited with non-zero status: {code}"),
+        )
+    };
+    Err(failure.with_exit_code(code))
+}
+
+fn create(r: &Run<'_>, config: &ContainerConfig) -> Result<String, Failure> {
+    r.exec.set_container(Container::Maybe(r.name.to_string()));
+    match r.client.create_container(Some(r.name), config) {
+        Ok(created) => {
+            for warning in &created.warnings {
+                log::warn!("Task {}: Docker: {warning}", r.task_id);
+            }
+            r.exec.set_container(Container::Created {
+                id: created.id.clone(),
+                name: r.name.to_string(),
+            });
+            Ok(created.id)
+        }
+        Err(e) => {
+            // A definite refusal created nothing; anything else may have (kept as `Maybe`).
+            if e.is_definitive() {
+                r.exec.set_container(Container::None);
+            }
+            Err(failure(
+                r.cancel,
+                FailureReason::ContainerCreate,
+                format!("failed to create container: {e}"),
+            ))
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after the grace period (whole seconds, rounded up: never less grace
+/// than configured).
+fn stop(r: &Run<'_>, id: &str) {
+    let grace = Duration::from_secs(r.grace.as_secs() + u64::from(r.grace.subsec_nanos() > 0));
+    log::info!(
+        "Task {}: stopping container {} (SIGKILL after {grace:?})",
+        r.task_id,
+        r.name
+    );
+    match r.plain.stop_container(id, grace) {
+        Ok(StopOutcome::Stopped | StopOutcome::AlreadyStopped | StopOutcome::NotFound) => {}
+        Err(e) => log::warn!(
+            "Task {}: failed to stop container {}: {e}",
+            r.task_id,
+            r.name
+        ),
+    }
+}
+
+/// Follows the container's output on a thread, one log line per output line (target `agent`,
+/// `[<task id>] <line>`), secrets scrubbed, lines capped by [`LineBuffer`]. Returns the thread
+/// and a channel that yields when it is done.
+fn follow_logs(r: &Run<'_>, id: &str) -> Option<(JoinHandle<()>, mpsc::Receiver<()>)> {
+    let client = r.plain.with_abort(r.exec.log_abort.clone());
+    let id = id.to_string();
+    let task_id = r.task_id.to_string();
+    let redactor = Redactor::new(r.secrets);
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(thread_name("lg-", r.task_id))
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            stream_logs(&client, &id, &task_id, &redactor);
+            let _ = tx.send(());
+        });
+    match spawned {
+        Ok(handle) => Some((handle, rx)),
+        Err(e) => {
+            log::warn!("Task {}: cannot start a log thread: {e}", r.task_id);
+            None
+        }
+    }
+}
+
+fn stream_logs(client: &Client, id: &str, task_id: &str, redactor: &Redactor) {
+    let options = LogsOptions {
+        follow: true,
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    };
+    let mut emit = |line: &str| log::info!(target: "agent", "[{task_id}] {line}");
+    let mut stream = match client.container_logs(id, &options) {
+        Ok(s) => s,
+        Err(e) => {
+            if !e.is_aborted() {
+                log::warn!("Task {task_id}: cannot follow the container's output: {e}");
+            }
+            return;
+        }
+    };
+    let (mut out, mut err) = (LineBuffer::default(), LineBuffer::default());
+    loop {
+        match stream.next_chunk() {
+            Ok(Some(chunk)) => match chunk.stream {
+                StreamKind::Stdout => out.push(&chunk.data, redactor, &mut emit),
+                StreamKind::Stderr => err.push(&chunk.data, redactor, &mut emit),
+                _ => {}
+            },
+            Ok(None) => break,
+            Err(e) => {
+                if !e.is_aborted() {
+                    log::warn!("Task {task_id}: the container's output stream failed: {e}");
+                }
+                break;
+            }
+        }
+    }
+    out.finish(redactor, &mut emit);
+    err.finish(redactor, &mut emit);
+}
+
+/// `prefix` + the id's `[A-Za-z0-9-]` characters, at most 15 bytes (the kernel's limit).
+pub fn thread_name(prefix: &str, id: &str) -> String {
+    let mut name = prefix.to_owned();
+    name.extend(
+        id.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(15usize.saturating_sub(prefix.len())),
+    );
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_names_fit_the_kernel_limit() {
+        assert_eq!(thread_name("lg-", "task-1"), "lg-task-1");
+        assert_eq!(thread_name("lg-", "a/b\u{e9}c").as_str(), "lg-abc");
+        assert_eq!(thread_name("lg-", &"x".repeat(40)).len(), 15);
+    }
+
+    #[test]
+    fn cancellation_wins_over_the_failure_it_caused() {
+        let token = CancelToken::new().unwrap();
+        let f = failure(&token, FailureReason::ContainerWait, "x".into());
+        assert_eq!(f.reason, FailureReason::ContainerWait);
+        token.cancel(crate::backend::CancelSource::User);
+        let f = failure(&token, FailureReason::ContainerWait, "x".into());
+        assert_eq!(f, Failure::cancelled());
+    }
+}
