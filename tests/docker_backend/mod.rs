@@ -200,9 +200,21 @@ impl Fixture {
     }
 
     /// Asserts that no container labelled with this worker id is left.
+    /// Asserts that no container of this worker is left. A finished task's container is
+    /// removed beside its report, so this waits (bounded) for removals still in flight.
     pub fn assert_clean(&self) {
-        let left = self.containers();
-        assert!(left.is_empty(), "containers left behind: {left:?}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let left = self.containers();
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "containers left behind: {left:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

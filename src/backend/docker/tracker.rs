@@ -100,6 +100,18 @@ impl Shared {
     }
 }
 
+/// Deregisters executions from threads that outlive the `execute` call (background removal).
+#[derive(Clone)]
+pub struct TrackerHandle(Arc<Shared>);
+
+impl TrackerHandle {
+    pub fn remove(&self, exec: &Execution) {
+        self.0.lock().retain(|e| e.n != exec.n);
+        self.0.changed.notify_all();
+        self.0.wake();
+    }
+}
+
 /// The registry of running executions and its watcher thread.
 pub struct Tracker {
     shared: Arc<Shared>,
@@ -131,6 +143,11 @@ impl Tracker {
         })
     }
 
+    /// A handle that can deregister executions from another thread.
+    pub fn handle(&self) -> TrackerHandle {
+        TrackerHandle(Arc::clone(&self.shared))
+    }
+
     /// Registers an execution; deregister it with [`Tracker::remove`].
     pub fn add(&self, task: TaskRef, cancel: CancelToken) -> Arc<Execution> {
         let exec = Arc::new(Execution {
@@ -147,9 +164,7 @@ impl Tracker {
     }
 
     pub fn remove(&self, exec: &Execution) {
-        self.shared.lock().retain(|e| e.n != exec.n);
-        self.shared.changed.notify_all();
-        self.shared.wake();
+        self.handle().remove(exec);
     }
 
     pub fn snapshot(&self) -> Vec<Arc<Execution>> {
