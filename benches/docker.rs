@@ -117,8 +117,8 @@ fn main() {
     println!("== no-op task, end to end ({runs} runs each, alternating)");
     println!(
         "method: DockerBackend::execute of a task whose agent prints its argv/env and exits 0 \
-         (image inspect ×2, volume inspect, fill-marker list, create, wait, start, log follow, \
-         remove), pull policy IfNotPresent, sidecar volume pre-filled; against \
+         (image inspect ×2, volume inspect, fill-marker list, create, wait, start, log follow; \
+         the container is removed beside the report), pull policy IfNotPresent, sidecar volume pre-filled; against \
          `docker run --rm -v <volume>:/agent:ro -w /workspace <image> /agent/entrypoint.sh agent run` \
          (docker CLI {}), output discarded",
         cli_version()

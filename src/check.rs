@@ -18,7 +18,7 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> bool {
         },
         if settings.one_shot { ", one-shot" } else { "" }
     ))];
-    match backend::build(settings) {
+    match backend::build(settings, backend::Purpose::Check) {
         Ok(backend) => lines.extend(backend.probe()),
         Err(e) => lines.push(ProbeLine::failed(format!("backend: {e}"))),
     }

@@ -114,7 +114,7 @@ fn supervisor_options(settings: &Settings) -> supervisor::Options {
 }
 
 fn build_backend(settings: &Settings) -> Option<Arc<dyn Backend>> {
-    match backend::build(settings) {
+    match backend::build(settings, backend::Purpose::Run) {
         Ok(b) => Some(b),
         Err(e) => {
             error!("Failed to create worker: {e}");

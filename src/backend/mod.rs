@@ -255,11 +255,28 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+/// What a backend is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Running tasks: startup housekeeping (e.g. removing a crashed run's containers) happens.
+    Run,
+    /// `check`: connect and probe only, changing nothing.
+    Check,
+}
+
 /// Constructs the configured backend.
 pub fn build(
     settings: &crate::settings::Settings,
+    purpose: Purpose,
 ) -> Result<std::sync::Arc<dyn Backend>, BuildError> {
     use crate::settings::BackendSettings;
+    use std::sync::Arc;
+    fn boxed<B: Backend + 'static, E: fmt::Display>(
+        r: Result<B, E>,
+    ) -> Result<Arc<dyn Backend>, BuildError> {
+        r.map(|b| Arc::new(b) as Arc<dyn Backend>)
+            .map_err(|e| BuildError(e.to_string()))
+    }
     let ctx = BackendContext {
         worker_id: settings.worker_id.clone(),
         cleanup: settings.cleanup,
@@ -267,15 +284,16 @@ pub fn build(
         timing: settings.timing.clone(),
     };
     match &settings.backend {
-        BackendSettings::Direct(s) => direct::DirectBackend::new(s.clone(), ctx)
-            .map(|b| std::sync::Arc::new(b) as std::sync::Arc<dyn Backend>)
-            .map_err(|e| BuildError(e.to_string())),
-        BackendSettings::Command(s) => command::CommandBackend::new(s.clone(), ctx)
-            .map(|b| std::sync::Arc::new(b) as std::sync::Arc<dyn Backend>)
-            .map_err(|e| BuildError(e.to_string())),
-        BackendSettings::Docker(s) => docker::DockerBackend::new(s.clone(), ctx)
-            .map(|b| std::sync::Arc::new(b) as std::sync::Arc<dyn Backend>)
-            .map_err(|e| BuildError(e.to_string())),
+        BackendSettings::Direct(s) => boxed(direct::DirectBackend::new(s.clone(), ctx)),
+        BackendSettings::Command(s) => boxed(command::CommandBackend::new(s.clone(), ctx)),
+        BackendSettings::Docker(s) => match purpose {
+            Purpose::Run => boxed(docker::DockerBackend::new(s.clone(), ctx)),
+            Purpose::Check => boxed(docker::DockerBackend::connect(
+                s.clone(),
+                ctx,
+                docker::process_env(),
+            )),
+        },
         BackendSettings::Kubernetes(_) => Err(BuildError(
             "the kubernetes backend is not implemented by this worker yet (its configuration is \
              validated); use --backend docker, direct or command"

@@ -3,6 +3,7 @@
 
 mod cli;
 mod daemon;
+mod docker;
 mod faults;
 mod ops;
 mod shutdown;
