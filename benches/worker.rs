@@ -11,7 +11,8 @@
 //! 4. Memory per running task: RSS of the worker with 500 concurrent sleeping tasks.
 //!
 //! Tunables: BENCH_IDLE_SECS (default 30), BENCH_CLAIMS (500), BENCH_TASKS (500),
-//! BENCH_EXECS (300).
+//! BENCH_EXECS (300), OZ_BENCH_WORKER_BIN (the worker binary to measure; default: this
+//! build's, a glibc release build; CI's figures use the static musl release).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -41,7 +42,8 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("oz-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     println!(
-        "oz-agent-worker benchmarks (release build), machine: {} cores",
+        "oz-agent-worker benchmarks, worker binary {}, machine: {} cores",
+        worker_bin(),
         cores()
     );
     println!();
@@ -118,7 +120,7 @@ fn spawn_worker(dir: &Path, url: &str, agent: &Path, extra: &[&str]) -> Child {
         ),
     )
     .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_oz-agent-worker"))
+    Command::new(worker_bin())
         .args(["--config-file", config.to_str().unwrap()])
         .args([
             "--web-socket-url",
@@ -134,6 +136,13 @@ fn spawn_worker(dir: &Path, url: &str, agent: &Path, extra: &[&str]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// The worker under test: the build of this bench, or the binary named by
+/// `OZ_BENCH_WORKER_BIN` (e.g. the static musl release, which is what ships).
+fn worker_bin() -> String {
+    std::env::var("OZ_BENCH_WORKER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_oz-agent-worker").to_owned())
 }
 
 fn rand_suffix() -> u128 {
