@@ -48,7 +48,10 @@ impl Conn {
             next_ping: now + timing.ping_interval,
             stalled_since: None,
             want_write: false,
-            more_to_read: false,
+            // The server may send right behind its 101 response, and those bytes were read
+            // with it during the handshake: they sit in tungstenite's buffer, where poll(2)
+            // cannot see them. Read once before the first wait.
+            more_to_read: true,
         }
     }
 

@@ -154,3 +154,65 @@ fn server_close_frame_is_answered_and_the_link_reconnects() {
     oz.wait_for_connections(2, T);
     h.shutdown(T);
 }
+
+/// A frame that arrives in the same TCP segment as the 101 response is read by the handshake
+/// into tungstenite's buffer, where poll(2) cannot see it. It must be delivered at once, not at
+/// the next ping (found by the claim-latency benchmark: one claim took the whole ping interval).
+#[test]
+fn a_frame_sent_with_the_handshake_response_is_delivered_at_once() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "ws://127.0.0.1:{}/api/v1/selfhosted/worker/ws",
+        listener.local_addr().unwrap().port()
+    );
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut key = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line
+                .split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-key"))
+            {
+                key = v.1.trim().to_owned();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let frame = br#"{"type":"task_cancellation","data":{"task_id":"in-the-101-segment"}}"#;
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            tungstenite::handshake::derive_accept_key(key.as_bytes())
+        )
+        .into_bytes();
+        // One unmasked text frame (server to client), in the same write as the response.
+        out.push(0x81);
+        out.push(u8::try_from(frame.len()).unwrap());
+        out.extend_from_slice(frame);
+        let mut stream = stream;
+        stream.write_all(&out).unwrap();
+        // Keep the connection open (and quiet) until the test is done: closing it would wake
+        // the link and hide the bug.
+        let _ = done_rx.recv_timeout(Duration::from_secs(60));
+    });
+    let timing = Timing {
+        ping_interval: Duration::from_secs(600),
+        pong_timeout: Duration::from_secs(1200),
+        ..quiet_timing()
+    };
+    let mut h = start(config(url, "tail-bytes", timing), ProxyEnv::none());
+    // `wait` gives up after 30 s, long before the 600 s ping would have woken the link.
+    h.wait("the frame sent with the 101", |e| {
+        matches!(e, LinkEvent::Message(Inbound::Cancellation(c)) if c.task_id == "in-the-101-segment")
+    });
+    let _ = done_tx.send(());
+    h.shutdown(Duration::from_secs(2));
+    let _ = server.join();
+}
