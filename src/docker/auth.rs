@@ -39,6 +39,16 @@ pub enum Credential {
 }
 
 impl RegistryAuth {
+    /// Every form of the secret that could end up in text: the password or token, and the
+    /// header value that encodes it (for the log redactor).
+    pub fn secret_values(&self) -> Vec<String> {
+        let secret = match &self.credential {
+            Credential::Password { password, .. } => password.expose().to_owned(),
+            Credential::IdentityToken(token) => token.expose().to_owned(),
+        };
+        vec![secret, self.header_value()]
+    }
+
     /// The `X-Registry-Auth` header value: base64url of the JSON the daemon expects.
     pub fn header_value(&self) -> String {
         let json = match &self.credential {

@@ -284,3 +284,21 @@ fn no_config_means_anonymous() {
     assert!(resolve(&env(&[("HOME", &home)]), &image).unwrap().is_none());
     assert!(resolve(&env(&[]), &image).unwrap().is_none());
 }
+
+#[test]
+fn secret_values_cover_the_secret_and_its_header_form() {
+    let auth = RegistryAuth {
+        server_address: "ghcr.io".into(),
+        credential: Credential::Password {
+            username: "me".into(),
+            password: Secret::new("pw-canary"),
+        },
+    };
+    let values = auth.secret_values();
+    assert_eq!(values, vec!["pw-canary".to_owned(), auth.header_value()]);
+    let auth = RegistryAuth {
+        server_address: "ghcr.io".into(),
+        credential: Credential::IdentityToken(Secret::new("tok-canary")),
+    };
+    assert_eq!(auth.secret_values()[0], "tok-canary");
+}

@@ -148,6 +148,10 @@ fn pull(
             None
         }
     };
+    // Registered for the pull: no log line (a daemon error, a debug dump) can show them.
+    let _secrets = credentials
+        .as_ref()
+        .map(|c| crate::redact::register(c.secret_values()));
     match credentials.as_ref().and_then(|c| c.username()) {
         Some(user) => log::info!(
             "Task {}: pulling image {image} as {user} for {}",
