@@ -282,114 +282,6 @@ impl Supervisor {
     }
 
     // --------------------------------------------------------------------------------------------
-    // Signals and shutdown
-    // --------------------------------------------------------------------------------------------
-
-    /// Returns true when the process must stop at once.
-    fn on_signal(&mut self, sig: i32) -> bool {
-        match self.state {
-            State::Running => {
-                info!(
-                    "Received signal {sig}; shutting down gracefully (send it again to exit at once)"
-                );
-                self.announce_stop();
-                let running = self.active();
-                let drain = self.opts.drain_timeout;
-                if drain.is_zero() || running == 0 || self.backend.preserves_tasks_on_shutdown() {
-                    self.begin_stop();
-                } else {
-                    info!(
-                        "Draining: rejecting new assignments and letting {running} running task(s) \
-                         finish for up to {:.0}s before cancelling them",
-                        drain.as_secs_f64()
-                    );
-                    self.state = State::Draining {
-                        until: Instant::now() + drain,
-                    };
-                }
-                false
-            }
-            State::Draining { .. } | State::Stopping { .. } => {
-                warn!("Received signal {sig} again; exiting immediately");
-                true
-            }
-        }
-    }
-
-    /// Tells readiness probes and systemd that the worker is going away.
-    fn announce_stop(&self) {
-        let t = &self.telemetry;
-        t.health.set_draining();
-        t.notifier.stopping();
-        t.notifier
-            .extend_timeout(self.opts.drain_timeout + self.opts.shutdown_timeout + BEAT);
-    }
-
-    fn begin_stop(&mut self) {
-        if let State::Stopping { .. } = self.state {
-            return;
-        }
-        if self.state == State::Running {
-            self.announce_stop();
-        }
-        let deadline = Instant::now() + self.opts.shutdown_timeout;
-        self.state = State::Stopping { deadline };
-        if self.tasks.is_empty() {
-            return;
-        }
-        if self.backend.preserves_tasks_on_shutdown() {
-            info!(
-                "Preserving {} active task(s): the {} backend keeps them running after the worker stops",
-                self.tasks.len(),
-                self.backend.kind()
-            );
-            return;
-        }
-        info!(
-            "Cancelling {} active task(s) for shutdown",
-            self.tasks.len()
-        );
-        for task in self.tasks.values() {
-            task.cancel.cancel(CancelSource::Shutdown);
-        }
-    }
-
-    fn on_tick(&mut self, outbox: &dyn Outbox) {
-        if let State::Draining { until } = self.state {
-            if Instant::now() >= until {
-                info!(
-                    "Drain timeout reached with {} task(s) still running",
-                    self.active()
-                );
-                self.begin_stop();
-            }
-            return;
-        }
-        let State::Stopping { deadline } = self.state else {
-            return;
-        };
-        if Instant::now() < deadline {
-            return;
-        }
-        let preserve = self.backend.preserves_tasks_on_shutdown();
-        let metrics = &self.telemetry.metrics;
-        for (key, task) in self.tasks.iter_mut().filter(|(_, t)| !t.reported) {
-            task.reported = true;
-            if preserve {
-                warn!("Task {key} is still being handed off at shutdown; leaving it");
-                metrics.task_abandoned();
-                continue;
-            }
-            metrics.task_finished(TaskResult::Failed, task.started.elapsed());
-            metrics.task_failed(FailurePhase::Backend, FailureReason::GracefulShutdown);
-            warn!(
-                "Task {key} did not stop within the shutdown timeout; reporting it as interrupted"
-            );
-            outbox.send(lifecycle::abandoned_at_shutdown(key));
-        }
-    }
-
-    // --------------------------------------------------------------------------------------------
     // Link events
     // --------------------------------------------------------------------------------------------
 
@@ -575,101 +467,6 @@ impl Supervisor {
             .map(|_| ())
     }
 
-    // --------------------------------------------------------------------------------------------
-    // Cancellation and closure
-    // --------------------------------------------------------------------------------------------
-
-    fn on_cancellation(&mut self, outbox: &dyn Outbox, c: TaskCancellation) {
-        match c.execution_id {
-            Some(execution_id) => {
-                let key = TaskRef {
-                    task_id: c.task_id,
-                    execution_id: Some(execution_id),
-                };
-                self.cancel_execution(outbox, key);
-            }
-            None => self.cancel_run(&c.task_id),
-        }
-    }
-
-    /// Legacy run-wide cancellation: every execution of the run, no closure messages.
-    fn cancel_run(&mut self, task_id: &str) {
-        let mut found = false;
-        for (key, task) in self.tasks.iter().filter(|(k, _)| k.task_id == task_id) {
-            found = true;
-            info!("{}", lifecycle::cancellation_requested(key));
-            task.cancel.cancel(CancelSource::User);
-            self.spawn_cancel(key.clone(), false);
-        }
-        for key in self.dispatched.drain_matching(|k| k.task_id == task_id) {
-            found = true;
-            info!("{}", lifecycle::cancellation_requested(&key));
-            self.spawn_cancel(key, false);
-        }
-        if !found {
-            warn!("Cancellation for unknown task {task_id}; nothing to do");
-        }
-    }
-
-    /// Execution-scoped cancellation: cancel, confirm with the backend, then `execution_closed`.
-    fn cancel_execution(&mut self, outbox: &dyn Outbox, key: TaskRef) {
-        if self.closed.contains(&key) {
-            info!("Task {key} is already closed; replaying execution_closed");
-            return send_closed(outbox, &key);
-        }
-        if self.closing.contains_key(&key) {
-            info!("Task {key} is already being closed");
-            return;
-        }
-        if let Some(task) = self.tasks.get(&key) {
-            info!("{}", lifecycle::cancellation_requested(&key));
-            task.cancel.cancel(CancelSource::User);
-            self.closing.insert(key.clone(), Closing::default());
-            self.spawn_cancel(key, true);
-        } else if self.dispatched.remove(&key) || self.finished.contains(&key) {
-            info!("{}", lifecycle::cancellation_requested(&key));
-            self.closing.insert(
-                key.clone(),
-                Closing {
-                    task_returned: true,
-                    backend: None,
-                },
-            );
-            self.spawn_cancel(key, true);
-        } else {
-            warn!("Cancellation for unknown execution {key}; nothing to do");
-        }
-    }
-
-    fn spawn_cancel(&self, key: TaskRef, report: bool) {
-        let backend = Arc::clone(&self.backend);
-        let tx = self.internal_tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(thread_name("c-", &key.task_id))
-            .stack_size(TASK_STACK)
-            .spawn({
-                let key = key.clone();
-                move || {
-                    let result = catch_unwind(AssertUnwindSafe(|| backend.cancel(&key)))
-                        .unwrap_or_else(|p| Err(format!("cancel panicked: {}", panic_text(&p))));
-                    if report {
-                        let _ = tx.send(Internal::CancelDone { key, result });
-                    } else if let Err(e) = result {
-                        warn!("Task {key}: backend cancellation failed: {e}");
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            error!("Task {key}: cannot start a cancellation thread: {e}");
-            if report {
-                let _ = self.internal_tx.send(Internal::CancelDone {
-                    key,
-                    result: Err(format!("cannot start a cancellation thread: {e}")),
-                });
-            }
-        }
-    }
-
     fn on_internal(&mut self, outbox: &dyn Outbox, ev: Internal) {
         match ev {
             Internal::TaskDone { key, outcome, took } => {
@@ -737,39 +534,6 @@ impl Supervisor {
             self.begin_stop();
         }
     }
-
-    fn try_close(&mut self, outbox: &dyn Outbox, key: &TaskRef) {
-        let Some(c) = self.closing.get(key) else {
-            return;
-        };
-        if !c.task_returned {
-            return;
-        }
-        match &c.backend {
-            None => {}
-            Some(Ok(())) => {
-                self.closing.remove(key);
-                self.closed.insert(key.clone());
-                info!("Task {key} closed");
-                send_closed(outbox, key);
-            }
-            Some(Err(e)) => {
-                // Keep nothing: the server may retry, and a retry runs the closure again.
-                warn!("Task {key}: could not confirm closure: {e}");
-                self.closing.remove(key);
-                self.finished.insert(key.clone());
-            }
-        }
-    }
-}
-
-fn send_closed(outbox: &dyn Outbox, key: &TaskRef) {
-    if let Some(execution_id) = &key.execution_id {
-        outbox.send(Outbound::ExecutionClosed {
-            task_id: key.task_id.clone(),
-            execution_id: execution_id.clone(),
-        });
-    }
 }
 
 /// A thread name of at most 15 bytes (the Linux limit), from a prefix and a task id.
@@ -796,6 +560,9 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         "unknown panic".to_owned()
     }
 }
+
+mod closure;
+mod stop;
 
 #[cfg(test)]
 mod tests;
