@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -164,5 +165,46 @@ fn images_pushed_to_a_real_registry_with_htpasswd_auth_are_pulled_with_credentia
     }
     assert_eq!(result, Ok(Completion::Finished));
     assert!(agent_lines(&id).contains(&"ARGV /agent/entrypoint.sh".to_string()));
+    f.assert_clean();
+
+    // Again, with the credentials from a credential helper instead of the config file: drop
+    // the pulled images so the helper's credentials are what the second pull runs on.
+    for reference in &pushed {
+        let _ = f.client.remove_image(reference, true);
+    }
+    let bin = Scratch::new("helper-bin");
+    let helper = bin.path().join("docker-credential-ozreal");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\nprintf '%s' '{{\"ServerURL\":\"x\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = serde_json::json!({
+        "credHelpers": { format!("127.0.0.1:{}", registry.port): "ozreal" }
+    });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let mut env = f.env();
+    env.insert(
+        "DOCKER_CONFIG".into(),
+        dir.path().to_string_lossy().into_owned(),
+    );
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        env.get("PATH").cloned().unwrap_or_default()
+    );
+    env.insert("PATH".into(), path);
+    let b = f.backend_with(f.settings(PullPolicy::Always), true, env);
+    let mut spec = f.spec(&unique("realhelper"), &[]);
+    spec.image = pushed[0].clone();
+    spec.sidecars[0].image = pushed[1].clone();
+    assert_eq!(b.execute(&spec, &token()), Ok(Completion::Finished));
+    assert!(
+        f.client.inspect_image(&pushed[0]).unwrap().is_some(),
+        "pulled again"
+    );
     f.assert_clean();
 }
