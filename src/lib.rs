@@ -10,12 +10,14 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod backend;
+pub mod base64;
 pub mod bounded;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod docker;
 pub mod dotenv;
+pub mod http;
 pub mod lifecycle;
 pub mod link;
 pub mod logging;
@@ -31,6 +33,7 @@ pub mod settings;
 pub mod signals;
 pub mod supervisor;
 pub mod task;
+pub mod threads;
 
 /// The version stamped into `--version`, `X-Warp-Worker-Version` and metrics.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

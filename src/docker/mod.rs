@@ -63,10 +63,11 @@
 //! socket is shut down and the call returns [`DockerError::Aborted`].
 
 pub mod auth;
-pub mod base64;
+// Shared with the link's proxy auth and OTLP; re-exported so Docker code reads naturally.
+pub use crate::base64;
 mod cli_config;
 mod client;
-pub mod codec;
+pub use crate::http::codec;
 mod containers;
 mod credhelper;
 mod discovery;

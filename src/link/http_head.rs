@@ -45,94 +45,35 @@ impl fmt::Display for HeadError {
 }
 
 /// Parses a response head from the start of `buf`. `Ok(None)` means "need more bytes".
-/// Lines may end in CRLF or a bare LF (as Go's reader accepts).
+/// Lines may end in CRLF or a bare LF (as Go's reader accepts). The parsing itself is the
+/// shared codec's ([`crate::http::codec`]); this keeps the proxy's smaller cap and error kinds.
 pub(crate) fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
-    let Some(len) = head_end(buf) else {
-        return if buf.len() >= MAX_HEAD {
-            Err(HeadError::TooLarge)
-        } else {
-            Ok(None)
-        };
-    };
-    if len > MAX_HEAD {
-        return Err(HeadError::TooLarge);
-    }
-    let text = std::str::from_utf8(&buf[..len]).map_err(|_| HeadError::BadHeaderLine)?;
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let status = parse_status_line(lines.next().unwrap_or_default())?;
-    let mut headers = Vec::new();
-    for line in lines {
-        if line.is_empty() {
-            break;
+    use crate::http::codec::{self, CodecError};
+    match codec::parse_response_head(buf, MAX_HEAD) {
+        Ok(None) => Ok(None),
+        // The codec keeps obs-text in values (RFC 9110 allows it); a proxy's answer to our
+        // CONNECT has no business sending any, so it is refused here as before.
+        Ok(Some((len, _))) if std::str::from_utf8(&buf[..len]).is_err() => {
+            Err(HeadError::BadHeaderLine)
         }
-        let (name, value) = line.split_once(':').ok_or(HeadError::BadHeaderLine)?;
-        let valid_name = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        if !valid_name {
-            return Err(HeadError::BadHeaderLine);
-        }
-        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
-    }
-    Ok(Some(ResponseHead {
-        status,
-        headers,
-        len,
-    }))
-}
-
-/// Index just past the blank line ending the head, if present.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + off;
-        let rest = &buf[nl + 1..];
-        if rest.starts_with(b"\n") {
-            return Some(nl + 2);
-        }
-        if rest.starts_with(b"\r\n") {
-            return Some(nl + 3);
-        }
-        i = nl + 1;
-    }
-    None
-}
-
-fn parse_status_line(line: &str) -> Result<u16, HeadError> {
-    let mut parts = line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    let code = parts.next().unwrap_or_default();
-    if !matches!(version, "HTTP/1.0" | "HTTP/1.1")
-        || code.len() != 3
-        || !code.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(HeadError::BadStatusLine);
-    }
-    match code.parse::<u16>() {
-        Ok(c) if (100..=599).contains(&c) => Ok(c),
-        _ => Err(HeadError::BadStatusLine),
+        Ok(Some((len, head))) => Ok(Some(ResponseHead {
+            status: head.status,
+            headers: head
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+            len,
+        })),
+        Err(CodecError::HeadTooLarge { .. }) => Err(HeadError::TooLarge),
+        Err(CodecError::BadStatusLine) => Err(HeadError::BadStatusLine),
+        Err(_) => Err(HeadError::BadHeaderLine),
     }
 }
 
-/// Standard base64 with padding (RFC 4648 §4).
+/// Standard base64 with padding (RFC 4648 §4), for `Proxy-Authorization: Basic`.
 pub(crate) fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        let sextet = |shift: u32| char::from(ALPHABET[((n >> shift) & 63) as usize]);
-        out.push(sextet(18));
-        out.push(sextet(12));
-        out.push(if chunk.len() > 1 { sextet(6) } else { '=' });
-        out.push(if chunk.len() > 2 { sextet(0) } else { '=' });
-    }
-    out
+    crate::base64::encode(input)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use super::PushError;
+use crate::http::codec;
 
 /// A parsed `http://` or `https://` endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,33 +251,22 @@ fn exchange<S: Read + Write>(
     }
 }
 
-/// The status code once the status line is complete (`None` until then). Interim 1xx
-/// responses are skipped.
+/// The status code once the response head is complete (`None` until then), parsed by the
+/// shared codec. Interim 1xx responses are skipped.
 fn status_of(head: &[u8]) -> Option<io::Result<u16>> {
     let mut rest = head;
     loop {
-        let end = rest.windows(2).position(|w| w == b"\r\n")?;
-        let line = &rest[..end];
-        let mut parts = line.splitn(3, |b| *b == b' ');
-        let (version, code) = (parts.next()?, parts.next());
-        let code = match (version.starts_with(b"HTTP/1."), code) {
-            (true, Some(c)) => std::str::from_utf8(c)
-                .ok()
-                .and_then(|c| c.parse::<u16>().ok()),
-            _ => None,
-        };
-        let Some(code) = code else {
-            return Some(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not an HTTP/1.x response",
-            )));
-        };
-        if !(100..200).contains(&code) {
-            return Some(Ok(code));
+        match codec::parse_response_head(rest, MAX_HEAD) {
+            Ok(None) => return None,
+            Ok(Some((used, h))) if (100..200).contains(&h.status) => rest = &rest[used..],
+            Ok(Some((_, h))) => return Some(Ok(h.status)),
+            Err(e) => {
+                return Some(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    e.to_string(),
+                )));
+            }
         }
-        // Skip the interim response's head entirely.
-        let blank = rest.windows(4).position(|w| w == b"\r\n\r\n")?;
-        rest = &rest[blank + 4..];
     }
 }
 
@@ -348,8 +338,8 @@ mod tests {
             }
         }
         assert_eq!(status_of(full).unwrap().unwrap(), 204);
-        assert_eq!(status_of(b"HTTP/1.0 503 x\r\n").unwrap().unwrap(), 503);
+        assert_eq!(status_of(b"HTTP/1.0 503 x\r\n\r\n").unwrap().unwrap(), 503);
         assert!(status_of(b"SSH-2.0-x\r\n").unwrap().is_err());
-        assert!(status_of(b"HTTP/1.1 abc\r\n").unwrap().is_err());
+        assert!(status_of(b"HTTP/1.1 abc\r\n\r\n").unwrap().is_err());
     }
 }

@@ -35,6 +35,12 @@ impl Stream {
 ///
 /// Output is matched line by line, so a multi-line value is also registered line by line.
 /// Matching is literal (no encodings) and longest-first.
+///
+/// This is the task's own scrubber, applied where its output enters the worker and decides
+/// which over-long lines to withhold. It is deliberately separate from the process-wide
+/// [`crate::redact`] the logger applies to every line: it needs no registration, works
+/// whatever logger is installed (tests, embedders), and matches even very short values of the
+/// task's own secrets, which the process-wide redactor skips to keep other lines readable.
 #[derive(Clone, Default)]
 pub struct Redactor {
     patterns: Vec<String>,

@@ -42,6 +42,7 @@ use crate::metrics::{FailurePhase, Health, Metrics, ReconnectReason, RejectReaso
 use crate::protocol::{Inbound, Outbound, TaskAssignment, TaskCancellation, text};
 use crate::sd_notify::Notifier;
 use crate::task::{self, TaskOptions, TaskSpec};
+use crate::threads::thread_name;
 
 /// How many finished executions are remembered (for duplicate suppression and closure replays).
 const HISTORY: usize = 4096;
@@ -534,21 +535,6 @@ impl Supervisor {
             self.begin_stop();
         }
     }
-}
-
-/// A thread name of at most 15 bytes (the Linux limit), from a prefix and a task id.
-fn thread_name(prefix: &str, id: &str) -> String {
-    let mut name = prefix.to_owned();
-    for ch in id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-    {
-        if name.len() >= 15 {
-            break;
-        }
-        name.push(ch);
-    }
-    name
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -10,6 +10,7 @@ use crate::docker::{Client, ContainerConfig, LogsOptions, StopOutcome, StreamKin
 use crate::process::{LineBuffer, Redactor};
 
 use super::tracker::{Container, Execution};
+pub use crate::threads::thread_name;
 
 /// How long the log stream may lag behind the container's exit before it is cut.
 const LOG_DRAIN: Duration = Duration::from_secs(2);
@@ -227,17 +228,6 @@ fn stream_logs(client: &Client, id: &str, task_id: &str, redactor: &Redactor) {
     }
     out.finish(redactor, &mut emit);
     err.finish(redactor, &mut emit);
-}
-
-/// `prefix` + the id's `[A-Za-z0-9-]` characters, at most 15 bytes (the kernel's limit).
-pub fn thread_name(prefix: &str, id: &str) -> String {
-    let mut name = prefix.to_owned();
-    name.extend(
-        id.chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .take(15usize.saturating_sub(prefix.len())),
-    );
-    name
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Base64 (RFC 4648): the standard alphabet for Docker config `auth` fields, the URL-safe one for
-//! the `X-Registry-Auth` header. Small enough not to earn a crate.
+//! Base64 (RFC 4648): the standard alphabet for Docker config `auth` fields and proxy Basic
+//! auth, the URL-safe one for the `X-Registry-Auth` header. Small enough not to earn a crate.
 
 const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -3,7 +3,7 @@
 //! In scope: request heads, chunked request bodies, response heads (with a size cap), body framing
 //! (`Content-Length`, chunked, close-delimited, none) and the `101` protocol switch that Docker's
 //! attach endpoint uses to hijack the connection. Out of scope: sockets, TLS, deadlines (see
-//! `http.rs`, the one driver that does I/O), keep-alive (one request per connection).
+//! `docker/http.rs`, the Docker client's driver), keep-alive (one request per connection).
 //!
 //! Every function takes `&[u8]` and reports how much it consumed, so callers can feed any split of
 //! the input; malformed input is an error, never a panic.
@@ -234,7 +234,8 @@ fn parse_status_line(line: &[u8]) -> Result<(u16, String), CodecError> {
         return Err(CodecError::BadStatusLine);
     }
     let code = &rest[1..4];
-    if !code.iter().all(u8::is_ascii_digit) || code[0] == b'0' {
+    // RFC 9110 §15: status codes run from 100 to 599.
+    if !code.iter().all(u8::is_ascii_digit) || !(b'1'..=b'5').contains(&code[0]) {
         return Err(CodecError::BadStatusLine);
     }
     let status = code
