@@ -59,6 +59,7 @@ fn main() {
                     kill_grace: Duration::from_secs(1),
                     ..Timing::default()
                 },
+                recorder: Default::default(),
             },
             process_env(),
         )

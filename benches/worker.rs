@@ -120,8 +120,10 @@ fn spawn_worker(dir: &Path, url: &str, agent: &Path, extra: &[&str]) -> Child {
         ),
     )
     .unwrap();
+    let state = dir.join(format!("state-{}", rand_suffix()));
     Command::new(worker_bin())
         .args(["--config-file", config.to_str().unwrap()])
+        .args(["--state-dir", state.to_str().unwrap()])
         .args([
             "--web-socket-url",
             url,
@@ -332,6 +334,7 @@ fn direct_overhead(dir: &Path) {
             cleanup: true,
             server_root_url: "https://app.warp.dev".into(),
             timing: Timing::default(),
+            recorder: Default::default(),
         },
     )
     .unwrap();

@@ -28,6 +28,15 @@ pub fn run(settings: &Settings, out: &mut dyn Write) -> bool {
         let mark = if line.ok { "ok  " } else { "FAIL" };
         let _ = writeln!(out, "{mark} {}", line.what);
     }
+    // Not a failure: the worker runs without the journal, only without crash recovery.
+    let _ = match crate::journal::probe(&settings.state_dir) {
+        Ok(()) => writeln!(
+            out,
+            "ok   state directory {}: writable (outcome journal)",
+            settings.state_dir.display()
+        ),
+        Err(e) => writeln!(out, "warn {e}"),
+    };
     let _ = writeln!(
         out,
         "{}",

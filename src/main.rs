@@ -20,7 +20,8 @@ use log::{error, info, warn};
 use oz_agent_worker::backend::{self, Backend};
 use oz_agent_worker::cli::{self, Invocation, Mode};
 use oz_agent_worker::config;
-use oz_agent_worker::link::{Link, LinkConfig};
+use oz_agent_worker::journal::{Journal, Replay};
+use oz_agent_worker::link::{DeliveryHook, Link, LinkConfig, ProxyEnv};
 use oz_agent_worker::metrics::{Health, Metrics, WorkerInfo, exporters};
 use oz_agent_worker::sd_notify::{Keeper, Notifier};
 use oz_agent_worker::settings::Settings;
@@ -114,7 +115,19 @@ fn supervisor_options(settings: &Settings) -> supervisor::Options {
 }
 
 fn build_backend(settings: &Settings) -> Option<Arc<dyn Backend>> {
-    match backend::build(settings, backend::Purpose::Run) {
+    build_recovering(settings, None, &[])
+}
+
+fn build_recovering(
+    settings: &Settings,
+    journal: Option<&Arc<Journal>>,
+    orphans: &[backend::Orphan],
+) -> Option<Arc<dyn Backend>> {
+    let recorder = match journal {
+        Some(j) => backend::Recorder::new(Arc::clone(j) as Arc<dyn backend::RecoveryNotes>),
+        None => backend::Recorder::default(),
+    };
+    match backend::build_recovering(settings, backend::Purpose::Run, recorder, orphans) {
         Ok(b) => Some(b),
         Err(e) => {
             error!("Failed to create worker: {e}");
@@ -294,7 +307,8 @@ fn daemon(settings: &Settings) -> u8 {
         Ok(o) => o,
         Err(code) => return code,
     };
-    let Some(backend) = build_backend(settings) else {
+    let (journal, replay) = open_journal(settings);
+    let Some(backend) = build_recovering(settings, journal.as_ref(), &replay.unfinished) else {
         observers.stop();
         return RUNTIME_ERROR;
     };
@@ -304,7 +318,15 @@ fn daemon(settings: &Settings) -> u8 {
         return USAGE_ERROR;
     };
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
-    let link = match Link::spawn(
+    let hook: Option<DeliveryHook> = journal.clone().map(|j| {
+        Arc::new(move |d: &oz_agent_worker::link::Delivered| {
+            j.delivered(&backend::TaskRef {
+                task_id: d.task_id.clone(),
+                execution_id: d.execution_id.clone(),
+            })
+        }) as DeliveryHook
+    });
+    let link = match Link::spawn_with_hook(
         LinkConfig {
             url: settings.web_socket_url.clone(),
             worker_id: settings.worker_id.clone(),
@@ -314,6 +336,8 @@ fn daemon(settings: &Settings) -> u8 {
             version: VERSION.to_owned(),
         },
         events_tx,
+        ProxyEnv::from_env(),
+        hook,
     ) {
         Ok(l) => l,
         Err(e) => {
@@ -331,7 +355,11 @@ fn daemon(settings: &Settings) -> u8 {
         Arc::clone(&backend),
         telemetry,
     );
+    if let Some(j) = journal {
+        supervisor = supervisor.with_journal(j);
+    }
     let outbox = |msg| link.send(msg);
+    supervisor.recover(&outbox, replay);
     let exit = supervisor.run(&outbox, &events_rx, &signals);
     if exit == Exit::Aborted {
         return INTERRUPTED;
@@ -359,6 +387,26 @@ fn daemon(settings: &Settings) -> u8 {
     match exit {
         Exit::LinkLost => RUNTIME_ERROR,
         _ => 0,
+    }
+}
+
+/// Opens the outcome journal; without a usable state directory the worker runs on, as
+/// before, with a warning.
+fn open_journal(settings: &Settings) -> (Option<Arc<Journal>>, Replay) {
+    match Journal::open(&settings.state_dir) {
+        Ok((j, replay)) => {
+            info!(
+                "Outcome journal in {}: {} undelivered outcome(s), {} unfinished task(s) to resolve",
+                settings.state_dir.display(),
+                replay.undelivered.len(),
+                replay.unfinished.len()
+            );
+            (Some(Arc::new(j)), replay)
+        }
+        Err(e) => {
+            warn!("{e}");
+            (None, Replay::default())
+        }
     }
 }
 

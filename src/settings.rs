@@ -14,6 +14,9 @@ use crate::backend::BackendKind;
 pub const DEFAULT_WEB_SOCKET_URL: &str = "wss://oz.warp.dev/api/v1/selfhosted/worker/ws";
 /// Default Warp server root URL.
 pub const DEFAULT_SERVER_ROOT_URL: &str = "https://app.warp.dev";
+/// Where the outcome journal lives unless `--state-dir`/`state_dir` says otherwise (systemd's
+/// `StateDirectory=oz-agent-worker`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/oz-agent-worker";
 /// Default image when neither the server nor the config names one.
 pub const DEFAULT_TASK_IMAGE: &str = "ubuntu:22.04";
 /// Default per-task workspace root of the direct backend.
@@ -79,6 +82,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Extra PEM CA bundle trusted for `wss://` besides the system roots.
     pub ca_bundle: Option<PathBuf>,
+    /// The outcome journal's directory (`--state-dir`, `state_dir`).
+    pub state_dir: PathBuf,
     pub timing: Timing,
 }
 

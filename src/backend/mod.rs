@@ -209,6 +209,58 @@ pub struct BackendContext {
     /// `--server-root-url`.
     pub server_root_url: String,
     pub timing: crate::settings::Timing,
+    /// Where a backend notes what a restarted worker needs to clean up after a crash.
+    pub recorder: Recorder,
+}
+
+/// A process group a task started: its id and its leader's start time (clock ticks since
+/// boot, `/proc/PID/stat` field 22). Both together name the group uniquely: a recycled pid
+/// has another start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessMark {
+    pub pgid: i32,
+    pub start: u64,
+}
+
+/// An execution a crashed worker claimed and never reported on, found in the journal at
+/// startup. `backend` is the one that ran it; `process` its last process group (direct).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub task: TaskRef,
+    pub backend: String,
+    pub process: Option<ProcessMark>,
+}
+
+/// Receives what backends note for crash recovery (the outcome journal in the daemon).
+pub trait RecoveryNotes: Send + Sync {
+    /// A task started a process group.
+    fn process_started(&self, task: &TaskRef, mark: ProcessMark);
+}
+
+/// An optional [`RecoveryNotes`] sink; `Recorder::default()` notes nothing.
+#[derive(Clone, Default)]
+pub struct Recorder(Option<std::sync::Arc<dyn RecoveryNotes>>);
+
+impl Recorder {
+    pub fn new(notes: std::sync::Arc<dyn RecoveryNotes>) -> Recorder {
+        Recorder(Some(notes))
+    }
+
+    pub fn process_started(&self, task: &TaskRef, mark: ProcessMark) {
+        if let Some(n) = &self.0 {
+            n.process_started(task, mark);
+        }
+    }
+}
+
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Recorder(on)"
+        } else {
+            "Recorder(off)"
+        })
+    }
 }
 
 /// An execution backend.
@@ -241,6 +293,17 @@ pub trait Backend: Send + Sync {
 
     /// Called once when the worker stops, after every task thread has returned or timed out.
     fn shutdown(&self) {}
+
+    /// Resolves an execution a crashed worker left unfinished (found in the journal at
+    /// startup) and returns its outcome, reported once like any task's. The default, for
+    /// backends whose work cannot be followed after a crash, reports it failed.
+    fn recover(&self, orphan: &Orphan, cancel: &CancelToken) -> Result<Completion, Failure> {
+        let _ = (orphan, cancel);
+        Err(Failure::new(
+            FailureReason::Unknown,
+            "the worker restarted while the task ran; its outcome is unknown",
+        ))
+    }
 }
 
 /// Why a backend could not be constructed.
@@ -269,6 +332,19 @@ pub fn build(
     settings: &crate::settings::Settings,
     purpose: Purpose,
 ) -> Result<std::sync::Arc<dyn Backend>, BuildError> {
+    build_recovering(settings, purpose, Recorder::default(), &[])
+}
+
+/// [`build`] for a daemon with an outcome journal: `recorder` receives the backend's recovery
+/// notes, and `orphans` (the journal's unfinished executions) are spared by startup
+/// housekeeping so that [`Backend::recover`] can adopt them.
+pub fn build_recovering(
+    settings: &crate::settings::Settings,
+    purpose: Purpose,
+    recorder: Recorder,
+    orphans: &[Orphan],
+) -> Result<std::sync::Arc<dyn Backend>, BuildError> {
+    let _ = orphans;
     use crate::settings::BackendSettings;
     use std::sync::Arc;
     fn boxed<B: Backend + 'static, E: fmt::Display>(
@@ -282,6 +358,7 @@ pub fn build(
         cleanup: settings.cleanup,
         server_root_url: settings.server_root_url.clone(),
         timing: settings.timing.clone(),
+        recorder,
     };
     match &settings.backend {
         BackendSettings::Direct(s) => boxed(direct::DirectBackend::new(s.clone(), ctx)),

@@ -182,6 +182,7 @@ max_concurrent_tasks: 4        # 0 = unlimited
 idle_on_complete: 10m          # passed verbatim to the agent
 one_shot: false                # direct backend only
 ca_bundle: /etc/oz/ca.pem
+state_dir: /var/lib/oz\-agent\-worker  # outcome journal (crash recovery)
 collect_task_logs: true        # accepted, not implemented (warning)
 backend:
   docker:

@@ -251,6 +251,30 @@ scheme.",
 to the system roots, for TLS-intercepting proxies and private deployments.",
     },
     Flag {
+        long: "state-dir",
+        short: None,
+        kind: Kind::Value {
+            name: "PATH",
+            update: |low, v| {
+                low.state_dir = path(v);
+                Ok(())
+            },
+        },
+        env: None,
+        yaml: Some("state_dir"),
+        default: Some("/var/lib/oz-agent-worker"),
+        repeatable: false,
+        category: Category::Config,
+        doc_short: "Directory of the outcome journal that carries tasks across a crash.",
+        doc_long: r"The worker keeps an append\-only, checksummed journal of its tasks here
+(claimed, ended with the terminal message, delivered), so that after a crash
+(\fBkill \-9\fR, OOM kill, power loss) every claimed task still gets exactly one
+terminal message: undelivered messages are sent again, and tasks a crashed process left
+running are adopted (Docker) or stopped and reported (direct). The journal holds no
+secret. Without a writable directory the worker runs without it and warns.
+systemd's \fBStateDirectory=oz\-agent\-worker\fR provides the default.",
+    },
+    Flag {
         long: "config-file",
         short: None,
         kind: Kind::Value {

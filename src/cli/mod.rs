@@ -91,6 +91,8 @@ pub struct LowArgs {
     pub session_sharing_server_url: Option<String>,
     pub one_shot: bool,
     pub ca_bundle: Option<PathBuf>,
+    /// `--state-dir`: where the outcome journal lives.
+    pub state_dir: Option<PathBuf>,
     pub task: Option<String>,
     /// Set by `--help`/`--version`; ends parsing at once.
     special: Option<Special>,

@@ -24,6 +24,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "log_format",
     "metrics_addr",
     "drain_timeout",
+    "state_dir",
     "backend",
 ];
 
@@ -62,6 +63,8 @@ pub struct FileConfig {
     pub metrics_addr: Option<String>,
     /// Go duration, not negative.
     pub drain_timeout: Option<String>,
+    /// Directory of the outcome journal.
+    pub state_dir: Option<String>,
     pub backend: Option<BackendBlocks>,
 }
 

@@ -189,6 +189,11 @@ pub fn resolve_with_cwd(
         Some(p) => Some(p),
         None => expand("ca_bundle", &non_empty(&file.ca_bundle).map(PathBuf::from))?,
     };
+    let state_dir = match expand("--state-dir", &args.state_dir)? {
+        Some(p) => p,
+        None => expand("state_dir", &non_empty(&file.state_dir).map(PathBuf::from))?
+            .unwrap_or_else(|| PathBuf::from(settings::DEFAULT_STATE_DIR)),
+    };
 
     let settings = Settings {
         worker_id,
@@ -216,6 +221,7 @@ pub fn resolve_with_cwd(
             .or_else(|| file::drain_timeout(&file).ok().flatten())
             .unwrap_or_default(),
         ca_bundle,
+        state_dir,
         timing: timing(env)?,
     };
     Ok(Resolved { settings, warnings })

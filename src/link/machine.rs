@@ -52,6 +52,7 @@ pub(crate) struct Parts {
     pub events: Sender<LinkEvent>,
     pub pending: Arc<AtomicUsize>,
     pub backoff: Backoff,
+    pub hook: Option<super::DeliveryHook>,
 }
 
 pub(crate) struct Machine {
@@ -80,7 +81,7 @@ impl Machine {
             stop_at: p.stop,
             events: p.events,
             pending: p.pending,
-            outbox: Outbox::default(),
+            outbox: Outbox::with_hook(p.hook),
             backoff: p.backoff,
             stop: None,
             closed_cleanly: false,
@@ -314,7 +315,8 @@ impl Machine {
         if log::log_enabled!(log::Level::Debug) {
             log::debug!("Frame to Oz: {}", crate::redact::mask_frame(&text));
         }
-        self.outbox.push(text.into());
+        let receipt = msg.is_terminal().then(|| super::Delivered::of(msg));
+        self.outbox.push_receipted(text.into(), receipt);
     }
 
     fn dispatch(&mut self, msg: Message) {

@@ -77,6 +77,32 @@ pub enum LinkEvent {
     Message(Inbound),
 }
 
+/// A terminal message (`task_completed`/`task_failed`) the link wrote and flushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub task_id: String,
+    pub execution_id: Option<String>,
+}
+
+impl Delivered {
+    fn of(msg: &Outbound) -> Delivered {
+        let execution_id = match msg {
+            Outbound::Completed { execution_id, .. } | Outbound::Failed { execution_id, .. } => {
+                execution_id.clone()
+            }
+            _ => None,
+        };
+        Delivered {
+            task_id: msg.task_id().to_owned(),
+            execution_id,
+        }
+    }
+}
+
+/// Called on the link thread for each terminal message once it was flushed (the outcome
+/// journal records the delivery). Must be quick: the link waits for it.
+pub type DeliveryHook = Arc<dyn Fn(&Delivered) + Send + Sync>;
+
 /// The outcome of [`Link::shutdown`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ShutdownReport {
@@ -188,6 +214,16 @@ impl Link {
         events: Sender<LinkEvent>,
         proxy_env: ProxyEnv,
     ) -> Result<Link, LinkError> {
+        Link::spawn_with_hook(cfg, events, proxy_env, None)
+    }
+
+    /// As [`Link::spawn_with_proxy`], telling `hook` about each terminal message delivered.
+    pub fn spawn_with_hook(
+        cfg: LinkConfig,
+        events: Sender<LinkEvent>,
+        proxy_env: ProxyEnv,
+        hook: Option<DeliveryHook>,
+    ) -> Result<Link, LinkError> {
         let url = url::WsUrl::parse(&cfg.url, &cfg.worker_id).map_err(LinkError::Url)?;
         let proxy =
             proxy::select(&proxy_env, url.secure, &url.host, url.port).map_err(LinkError::Proxy)?;
@@ -226,6 +262,7 @@ impl Link {
             events,
             pending: pending.clone(),
             backoff,
+            hook,
         });
         let thread = std::thread::Builder::new()
             .name("oz-link".into())

@@ -2,26 +2,52 @@
 //! once it was written *and* a later `flush()` returned Ok. `written` counts the front frames
 //! already handed to the current connection, so none is written twice on one connection; a new
 //! connection starts again from the front (at-least-once for frames that were written but not
-//! confirmed flushed). Pure bookkeeping, no I/O.
+//! confirmed flushed). Frames of terminal messages carry a [`Delivered`] receipt, handed to the
+//! delivery hook when they leave (the outcome journal records it). Pure bookkeeping, no I/O.
 
 use std::collections::VecDeque;
 
 use tungstenite::Utf8Bytes;
 
-#[derive(Debug, Default)]
+use super::{Delivered, DeliveryHook};
+
+#[derive(Default)]
 pub(crate) struct Outbox {
-    queue: VecDeque<Utf8Bytes>,
+    queue: VecDeque<(Utf8Bytes, Option<Delivered>)>,
     written: usize,
+    hook: Option<DeliveryHook>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("queued", &self.queue.len())
+            .field("written", &self.written)
+            .finish()
+    }
 }
 
 impl Outbox {
+    pub(crate) fn with_hook(hook: Option<DeliveryHook>) -> Outbox {
+        Outbox {
+            hook,
+            ..Outbox::default()
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn push(&mut self, frame: Utf8Bytes) {
-        self.queue.push_back(frame);
+        self.queue.push_back((frame, None));
+    }
+
+    /// Queues a frame whose delivery is reported to the hook.
+    pub(crate) fn push_receipted(&mut self, frame: Utf8Bytes, receipt: Option<Delivered>) {
+        self.queue.push_back((frame, receipt));
     }
 
     /// The first frame not yet written on this connection.
     pub(crate) fn next_unwritten(&self) -> Option<&Utf8Bytes> {
-        self.queue.get(self.written)
+        self.queue.get(self.written).map(|(f, _)| f)
     }
 
     /// The frame returned by [`Outbox::next_unwritten`] is now in the connection's buffer.
@@ -32,7 +58,11 @@ impl Outbox {
     /// A flush succeeded: every written frame is delivered to the socket and leaves.
     pub(crate) fn flushed(&mut self) -> usize {
         let n = self.written;
-        self.queue.drain(..n);
+        for (_, receipt) in self.queue.drain(..n) {
+            if let (Some(r), Some(hook)) = (receipt, &self.hook) {
+                hook(&r);
+            }
+        }
         self.written = 0;
         n
     }
@@ -100,6 +130,39 @@ mod tests {
         assert_eq!(o.next_unwritten().map(|f| f.as_str()), Some("d"));
         assert_eq!(o.flushed(), 3);
         assert_eq!(o.next_unwritten().map(|f| f.as_str()), Some("d"));
+    }
+
+    #[test]
+    fn receipts_reach_the_hook_only_when_their_frame_is_flushed() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let hook: DeliveryHook = {
+            let seen = seen.clone();
+            std::sync::Arc::new(move |d: &Delivered| seen.lock().unwrap().push(d.task_id.clone()))
+        };
+        let mut o = Outbox::with_hook(Some(hook));
+        let receipt = |t: &str| {
+            Some(Delivered {
+                task_id: t.into(),
+                execution_id: None,
+            })
+        };
+        o.push(frame("claim"));
+        o.push_receipted(frame("done-a"), receipt("a"));
+        o.push_receipted(frame("done-b"), receipt("b"));
+        o.mark_written();
+        o.mark_written();
+        o.rewind();
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "rewound frames are not delivered"
+        );
+        o.mark_written();
+        o.mark_written();
+        assert_eq!(o.flushed(), 2);
+        assert_eq!(*seen.lock().unwrap(), ["a"]);
+        o.mark_written();
+        o.flushed();
+        assert_eq!(*seen.lock().unwrap(), ["a", "b"]);
     }
 
     #[test]

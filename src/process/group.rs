@@ -83,17 +83,36 @@ fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
 
 /// Lets another thread kill a running process group, e.g. the backend's shutdown killing what
 /// a timed-out task thread left running. It holds the group id only while the leader is
-/// unreaped: the runner clears it, under the same lock, before reaping.
-#[derive(Debug, Clone, Default)]
-pub struct GroupHandle(Arc<Mutex<Option<Pid>>>);
+/// unreaped: the runner clears it, under the same lock, before reaping. An optional observer
+/// learns each new group id as it starts (the outcome journal records it for crash recovery).
+#[derive(Clone, Default)]
+pub struct GroupHandle {
+    slot: Arc<Mutex<Option<Pid>>>,
+    on_start: Option<Arc<dyn Fn(i32) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for GroupHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("GroupHandle").field(&*self.slot()).finish()
+    }
+}
 
 impl GroupHandle {
     pub fn new() -> GroupHandle {
         GroupHandle::default()
     }
 
+    /// A handle that calls `on_start` with the group id of each process started under it,
+    /// right after it started (before the task's output is read).
+    pub fn observed(on_start: Arc<dyn Fn(i32) + Send + Sync>) -> GroupHandle {
+        GroupHandle {
+            slot: Arc::default(),
+            on_start: Some(on_start),
+        }
+    }
+
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<Pid>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// SIGKILLs the group if a process runs under this handle; returns whether one did.
@@ -137,6 +156,9 @@ impl Leader {
         );
         if let Some(h) = &handle {
             *h.slot() = Some(pid);
+            if let Some(observe) = &h.on_start {
+                observe(pid.as_raw());
+            }
         }
         Leader {
             pidfd: if use_pidfd { pidfd_open(pid) } else { None },

@@ -17,6 +17,7 @@
 
 pub mod env;
 mod group;
+pub mod orphan;
 mod output;
 
 use std::ffi::OsString;

@@ -183,6 +183,8 @@ pub struct Supervisor {
     state: State,
     one_shot_used: bool,
     one_shot_done: bool,
+    /// The outcome journal, when the state directory is usable.
+    journal: Option<Arc<crate::journal::Journal>>,
 }
 
 impl Supervisor {
@@ -202,6 +204,7 @@ impl Supervisor {
             state: State::Running,
             one_shot_used: false,
             one_shot_done: false,
+            journal: None,
         }
     }
 
@@ -217,6 +220,19 @@ impl Supervisor {
         link: &Receiver<LinkEvent>,
         signals: &Receiver<i32>,
     ) -> Exit {
+        let journal = self.journal.clone();
+        let journaled;
+        let outbox: &dyn Outbox = match &journal {
+            Some(j) => {
+                journaled = journaled::Journaled {
+                    inner: outbox,
+                    journal: j,
+                    backend: self.backend.kind().as_str(),
+                };
+                &journaled
+            }
+            None => outbox,
+        };
         let mut link_alive = true;
         loop {
             let wait = self.next_wakeup();
@@ -439,6 +455,16 @@ impl Supervisor {
     }
 
     fn spawn_task(&self, key: TaskRef, spec: TaskSpec, cancel: CancelToken) -> std::io::Result<()> {
+        self.spawn_job(key, cancel, move |backend, cancel| {
+            backend.execute(&spec, cancel)
+        })
+    }
+
+    /// Runs `job` on a task thread named after the task; its outcome comes back as `TaskDone`.
+    fn spawn_job<F>(&self, key: TaskRef, cancel: CancelToken, job: F) -> std::io::Result<()>
+    where
+        F: FnOnce(&dyn Backend, &CancelToken) -> Result<Completion, Failure> + Send + 'static,
+    {
         let backend = Arc::clone(&self.backend);
         let tx = self.internal_tx.clone();
         std::thread::Builder::new()
@@ -447,7 +473,7 @@ impl Supervisor {
             .spawn(move || {
                 let _scope = crate::logging::task_scope(&key.task_id);
                 let started = Instant::now();
-                let outcome = catch_unwind(AssertUnwindSafe(|| backend.execute(&spec, &cancel)))
+                let outcome = catch_unwind(AssertUnwindSafe(|| job(&*backend, &cancel)))
                     .unwrap_or_else(|panic| {
                         Err(Failure::new(
                             FailureReason::Unknown,
@@ -512,6 +538,12 @@ impl Supervisor {
                 outbox.send(msg);
             }
         }
+        if verdict.result == TaskResult::Dispatched
+            && let Some(j) = &self.journal
+        {
+            // Handed off: the remote side owns the outcome; nothing to carry across a crash.
+            j.ended(&key, None);
+        }
         if key.execution_id.is_some() {
             if verdict.result == TaskResult::Dispatched {
                 self.dispatched.insert(key.clone());
@@ -548,6 +580,7 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 mod closure;
+mod journaled;
 mod stop;
 
 #[cfg(test)]

@@ -77,6 +77,7 @@ pub fn ctx(cleanup: bool) -> BackendContext {
             kill_grace: GRACE,
             ..Timing::default()
         },
+        recorder: Default::default(),
     }
 }
 

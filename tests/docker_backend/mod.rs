@@ -122,6 +122,7 @@ impl Fixture {
                 kill_grace: GRACE,
                 ..Timing::default()
             },
+            recorder: Default::default(),
         }
     }
 

@@ -84,6 +84,17 @@ impl WorkerCommand {
             dir: dir.path.clone(),
             display: worker_bin().to_owned(),
         }
+        // Never the default /var/lib/oz-agent-worker: each test has its own outcome journal.
+        .arg("--state-dir")
+        .arg(dir.join("state").to_string_lossy())
+    }
+
+    /// As [`WorkerCommand::new`], sharing the state directory `state` (crash/restart tests).
+    pub fn with_state(dir: &TestDir, state: &Path) -> WorkerCommand {
+        let mut c = WorkerCommand::new(dir);
+        // A later --state-dir wins over the default one `new` put first.
+        c = c.arg("--state-dir").arg(state.to_string_lossy());
+        c
     }
 
     pub fn arg(mut self, a: impl AsRef<str>) -> Self {

@@ -2,6 +2,7 @@
 //! direct backend running the stand-in agent (tests/support/stand-in-agent).
 
 mod cli;
+mod crash;
 mod daemon;
 mod docker;
 mod faults;

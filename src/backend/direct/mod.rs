@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use crate::backend::{
     Backend, BackendContext, BackendKind, CancelSource, CancelToken, Completion, Failure,
-    FailureReason, ProbeLine, TaskRef,
+    FailureReason, Orphan, ProbeLine, TaskRef,
 };
 use crate::process::{self, Ended, Env, GroupHandle, Limits, ProcessSpec, Redactor, RunError};
 use crate::settings::{DEFAULT_WORKSPACE_ROOT, DirectSettings};
@@ -412,7 +412,17 @@ impl DirectBackend {
 
     fn register(&self, task: TaskRef, cancel: &CancelToken) -> Registration<'_> {
         let n = self.next_run.fetch_add(1, Ordering::Relaxed);
-        let group = GroupHandle::new();
+        // Each process group the task starts is noted for a restarted worker (the journal),
+        // which stops it if this process dies without reporting the task.
+        let group = {
+            let recorder = self.ctx.recorder.clone();
+            let task = task.clone();
+            GroupHandle::observed(std::sync::Arc::new(move |pgid| {
+                if let Some(start) = process::orphan::start_time(pgid) {
+                    recorder.process_started(&task, crate::backend::ProcessMark { pgid, start });
+                }
+            }))
+        };
         self.lock_running().push(Running {
             n,
             task,
@@ -481,6 +491,43 @@ impl Backend for DirectBackend {
             }
         }
         Ok(())
+    }
+
+    /// The agent of a crashed worker cannot be followed (its pipes died with that process):
+    /// its process group is stopped, if it is still that group, and the task reported failed.
+    fn recover(&self, orphan: &Orphan, _cancel: &CancelToken) -> Result<Completion, Failure> {
+        let what = match orphan.process {
+            Some(mark) => {
+                match process::orphan::stop_group(mark.pgid, mark.start, self.ctx.timing.kill_grace)
+                {
+                    process::orphan::Stopped::AlreadyGone => {
+                        log::info!(
+                            "Task {}: the processes of the previous run are gone",
+                            orphan.task
+                        );
+                        "its processes were already gone"
+                    }
+                    stopped => {
+                        log::warn!(
+                            "Task {}: stopped process group {} left by the previous run ({})",
+                            orphan.task,
+                            mark.pgid,
+                            if stopped == process::orphan::Stopped::Killed {
+                                "SIGKILL"
+                            } else {
+                                "SIGTERM"
+                            }
+                        );
+                        "its agent was stopped"
+                    }
+                }
+            }
+            None => "it had not started an agent yet",
+        };
+        Err(Failure::new(
+            FailureReason::Unknown,
+            format!("the worker restarted while the task ran; {what}"),
+        ))
     }
 
     fn probe(&self) -> Vec<ProbeLine> {

@@ -142,7 +142,7 @@ fn load_unknown_top_level_key() {
         load_err("worker_id: a\nfoo: 1\n"),
         "read: line 2: unknown key \"foo\" in the top level (allowed: worker_id, cleanup, \
          max_concurrent_tasks, idle_on_complete, one_shot, collect_task_logs, ca_bundle, log_format, \
-         metrics_addr, drain_timeout, backend)"
+         metrics_addr, drain_timeout, state_dir, backend)"
     );
 }
 

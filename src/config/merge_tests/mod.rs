@@ -559,6 +559,27 @@ fn precedence_flag_env_file_default_for_every_table_flag() {
     covered.push("log-format");
     covered.push("metrics-addr");
     covered.push("drain-timeout");
+
+    // --state-dir: flag > file > the systemd StateDirectory default.
+    covered.push("state-dir");
+    assert_eq!(
+        Run::new(&w(&["--state-dir", "/flag/state"]))
+            .yaml("state_dir: /file/state\n")
+            .settings()
+            .state_dir,
+        PathBuf::from("/flag/state")
+    );
+    assert_eq!(
+        Run::new(&w(&[]))
+            .yaml("state_dir: /file/state\n")
+            .settings()
+            .state_dir,
+        PathBuf::from("/file/state")
+    );
+    assert_eq!(
+        Run::new(&w(&[])).settings().state_dir,
+        PathBuf::from("/var/lib/oz-agent-worker")
+    );
     // (covered in detail by the tests above)
     assert_eq!(
         Run::new(&w(&["--backend", "direct"]))

@@ -271,6 +271,11 @@ impl OzServer {
         }
     }
 
+    /// Forgets the handshake rejections not used yet: the server accepts again.
+    pub fn clear_rejects(&self) {
+        self.inner.rejects.lock().unwrap().clear();
+    }
+
     /// Index of the newest connection that is still open.
     pub fn current_connection(&self) -> Option<usize> {
         self.live().last().map(|l| l.index)

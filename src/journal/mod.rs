@@ -1,0 +1,480 @@
+//! The outcome journal: what the worker promised the server, kept on disk so a crash
+//! (`kill -9`, OOM kill, power loss) breaks no promise.
+//!
+//! One append-only file, `journal`, in the state directory. For each execution it records:
+//! claimed (before `task_claimed` is queued), the group id of a direct task's process group,
+//! ended with its terminal message (before the message is queued), and delivered (once the
+//! link wrote and flushed the message). Each line carries a CRC-32 of its JSON and is fsynced
+//! before the action it guards. Executions that are delivered (or handed off) are done and
+//! drop out of the live set; the file is rewritten with only the live set (write, fsync,
+//! rename, fsync the directory) whenever it grows past [`COMPACT_AT`] bytes, so its size is
+//! bounded by the tasks in flight, not by uptime.
+//!
+//! At startup [`Journal::open`] replays the file: executions ended but not delivered are sent
+//! again, once; executions claimed but never ended belong to a crashed process and are resolved
+//! by their backend (see `Backend::recover`). A torn or corrupt line is skipped with a warning.
+//!
+//! Write errors never stop the worker: the first one is logged and the journal goes quiet
+//! (today's behaviour without a journal). No secret is ever written: lines hold ids, group ids
+//! and terminal messages passed through the log redactor.
+
+mod record;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+pub use record::{Record, Terminal, crc32};
+
+use crate::backend::{Orphan, ProcessMark, TaskRef};
+use crate::protocol::Outbound;
+
+/// The journal is rewritten with only its live records once it grows past this size.
+pub const COMPACT_AT: u64 = 256 * 1024;
+const FILE: &str = "journal";
+const TMP: &str = "journal.tmp";
+
+/// What a crashed (or stopped) predecessor left to do.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Replay {
+    /// Ended, but the terminal message was never confirmed flushed: send it again, once.
+    pub undelivered: Vec<(TaskRef, Terminal)>,
+    /// Claimed but never ended: the backend resolves them.
+    pub unfinished: Vec<Orphan>,
+    /// Lines skipped because their checksum or JSON was wrong (torn or corrupt).
+    pub skipped: usize,
+}
+
+/// Why the journal cannot be used; the worker then runs without it.
+#[derive(Debug)]
+pub struct JournalError {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl fmt::Display for JournalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot use the state directory {}: {} (set --state-dir or state_dir to a writable \
+             directory; without it tasks are not carried across a crash)",
+            self.path.display(),
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for JournalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Entry {
+    backend: String,
+    process: Option<ProcessMark>,
+    /// `Some(terminal)` once ended (with `None` inside for a hand-off).
+    ended: Option<Option<Terminal>>,
+}
+
+struct Inner {
+    /// `None` after a write error: the journal is off.
+    file: Option<File>,
+    live: BTreeMap<TaskRef, Entry>,
+    size: u64,
+}
+
+/// The journal of one state directory. Shared by the supervisor (claims, outcomes), the link
+/// thread (deliveries) and the direct backend (process groups).
+pub struct Journal {
+    dir: PathBuf,
+    compact_at: u64,
+    inner: Mutex<Inner>,
+}
+
+impl fmt::Debug for Journal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Journal").field("dir", &self.dir).finish()
+    }
+}
+
+impl Journal {
+    /// Opens (creating it if needed, mode 0700) the journal in `dir`, replays it and compacts
+    /// it at once, which also drops a torn tail.
+    pub fn open(dir: &Path) -> Result<(Journal, Replay), JournalError> {
+        Journal::open_compacting_at(dir, COMPACT_AT)
+    }
+
+    /// [`Journal::open`] with another compaction threshold (tests use a small one).
+    pub fn open_compacting_at(
+        dir: &Path,
+        compact_at: u64,
+    ) -> Result<(Journal, Replay), JournalError> {
+        let err = |source| JournalError {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
+        let (live, skipped) = match File::open(dir.join(FILE)) {
+            Ok(f) => read_live(f).map_err(err)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (BTreeMap::new(), 0),
+            Err(e) => return Err(err(e)),
+        };
+        let mut replay = Replay {
+            skipped,
+            ..Replay::default()
+        };
+        for (task, entry) in &live {
+            match &entry.ended {
+                Some(Some(terminal)) => replay.undelivered.push((task.clone(), terminal.clone())),
+                Some(None) => {}
+                None => replay.unfinished.push(Orphan {
+                    task: task.clone(),
+                    backend: entry.backend.clone(),
+                    process: entry.process,
+                }),
+            }
+        }
+        let journal = Journal {
+            dir: dir.to_owned(),
+            compact_at,
+            inner: Mutex::new(Inner {
+                file: None,
+                live,
+                size: 0,
+            }),
+        };
+        {
+            let mut inner = journal.lock();
+            journal.compact(&mut inner).map_err(err)?;
+        }
+        Ok((journal, replay))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Before `task_claimed` is queued.
+    pub fn claimed(&self, task: &TaskRef, backend: &str) {
+        let mut inner = self.lock();
+        inner.live.insert(
+            task.clone(),
+            Entry {
+                backend: backend.to_owned(),
+                ..Entry::default()
+            },
+        );
+        self.append(
+            &mut inner,
+            &Record::Claimed {
+                task: task.task_id.clone(),
+                exec: task.execution_id.clone(),
+                backend: backend.to_owned(),
+            },
+        );
+    }
+
+    /// A direct task started a process group (the setup hook, the agent, the teardown hook).
+    pub fn process(&self, task: &TaskRef, mark: ProcessMark) {
+        let mut inner = self.lock();
+        let Some(entry) = inner.live.get_mut(task) else {
+            return;
+        };
+        entry.process = Some(mark);
+        self.append(
+            &mut inner,
+            &Record::Process {
+                task: task.task_id.clone(),
+                exec: task.execution_id.clone(),
+                pgid: mark.pgid,
+                start: mark.start,
+            },
+        );
+    }
+
+    /// Before the terminal message is queued; `None` for a task handed off (done at once).
+    pub fn ended(&self, task: &TaskRef, terminal: Option<Terminal>) {
+        let mut inner = self.lock();
+        match &terminal {
+            None => {
+                inner.live.remove(task);
+            }
+            Some(t) => {
+                let entry = inner.live.entry(task.clone()).or_default();
+                entry.ended = Some(Some(t.clone()));
+            }
+        }
+        self.append(
+            &mut inner,
+            &Record::Ended {
+                task: task.task_id.clone(),
+                exec: task.execution_id.clone(),
+                terminal,
+            },
+        );
+    }
+
+    /// The link flushed the task's terminal message.
+    pub fn delivered(&self, task: &TaskRef) {
+        let mut inner = self.lock();
+        if inner.live.remove(task).is_none() {
+            return;
+        }
+        self.append(
+            &mut inner,
+            &Record::Delivered {
+                task: task.task_id.clone(),
+                exec: task.execution_id.clone(),
+            },
+        );
+    }
+
+    /// Executions not yet done (claimed and running, or ended and undelivered).
+    pub fn live(&self) -> usize {
+        self.lock().live.len()
+    }
+
+    /// The journal file's current size in bytes.
+    pub fn size(&self) -> u64 {
+        self.lock().size
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn append(&self, inner: &mut Inner, record: &Record) {
+        let line = record.encode();
+        let Some(file) = inner.file.as_mut() else {
+            return;
+        };
+        let written = file
+            .write_all(line.as_bytes())
+            .and_then(|()| file.sync_data());
+        match written {
+            Ok(()) => inner.size += line.len() as u64,
+            Err(e) => return self.disable(inner, &e),
+        }
+        if inner.size > self.compact_at
+            && let Err(e) = self.compact(inner)
+        {
+            self.disable(inner, &e);
+        }
+    }
+
+    fn disable(&self, inner: &mut Inner, e: &io::Error) {
+        log::warn!(
+            "Cannot write the outcome journal in {}: {e}; continuing without it (tasks are not \
+             carried across a crash)",
+            self.dir.display()
+        );
+        inner.file = None;
+    }
+
+    /// Rewrites the file with the live set only.
+    fn compact(&self, inner: &mut Inner) -> io::Result<()> {
+        let tmp = self.dir.join(TMP);
+        let mut text = String::new();
+        for (task, entry) in &inner.live {
+            for record in live_records(task, entry) {
+                text.push_str(&record.encode());
+            }
+        }
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, self.dir.join(FILE))?;
+        File::open(&self.dir)?.sync_all()?;
+        inner.file = Some(OpenOptions::new().append(true).open(self.dir.join(FILE))?);
+        inner.size = text.len() as u64;
+        Ok(())
+    }
+}
+
+impl crate::backend::RecoveryNotes for Journal {
+    fn process_started(&self, task: &TaskRef, mark: ProcessMark) {
+        self.process(task, mark);
+    }
+}
+
+/// The records that rebuild one live entry.
+fn live_records(task: &TaskRef, entry: &Entry) -> Vec<Record> {
+    let task_id = || task.task_id.clone();
+    let exec = || task.execution_id.clone();
+    let mut out = vec![Record::Claimed {
+        task: task_id(),
+        exec: exec(),
+        backend: entry.backend.clone(),
+    }];
+    if let Some(p) = entry.process {
+        out.push(Record::Process {
+            task: task_id(),
+            exec: exec(),
+            pgid: p.pgid,
+            start: p.start,
+        });
+    }
+    if let Some(terminal) = &entry.ended {
+        out.push(Record::Ended {
+            task: task_id(),
+            exec: exec(),
+            terminal: terminal.clone(),
+        });
+    }
+    out
+}
+
+/// Reads every line, skipping (and counting) the damaged ones, and folds them into the live set.
+fn read_live(f: File) -> io::Result<(BTreeMap<TaskRef, Entry>, usize)> {
+    let mut live: BTreeMap<TaskRef, Entry> = BTreeMap::new();
+    let mut skipped = 0;
+    let mut reader = BufReader::new(f);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        if body.is_empty() {
+            continue;
+        }
+        let Some(record) = Record::decode(body) else {
+            skipped += 1;
+            continue;
+        };
+        apply(&mut live, record);
+    }
+    Ok((live, skipped))
+}
+
+fn apply(live: &mut BTreeMap<TaskRef, Entry>, record: Record) {
+    let (task_id, exec) = record.key();
+    let task = TaskRef {
+        task_id: task_id.to_owned(),
+        execution_id: exec.map(str::to_owned),
+    };
+    match record {
+        Record::Claimed { backend, .. } => {
+            live.insert(
+                task,
+                Entry {
+                    backend,
+                    ..Entry::default()
+                },
+            );
+        }
+        Record::Process { pgid, start, .. } => {
+            if let Some(e) = live.get_mut(&task) {
+                e.process = Some(ProcessMark { pgid, start });
+            }
+        }
+        Record::Ended { terminal: None, .. } | Record::Delivered { .. } => {
+            live.remove(&task);
+        }
+        Record::Ended {
+            terminal: Some(t), ..
+        } => {
+            live.entry(task).or_default().ended = Some(Some(t));
+        }
+    }
+}
+
+/// The journal's form of a terminal message, with its text passed through the log redactor
+/// (a failure message can quote the agent's output, which may echo a task secret).
+pub fn terminal_of(msg: &Outbound) -> Option<Terminal> {
+    let redact = |s: &str| crate::redact::redact(s).into_owned();
+    match msg {
+        Outbound::Completed {
+            message,
+            task_state,
+            ..
+        } => Some(Terminal {
+            completed: true,
+            message: redact(message),
+            task_state: task_state.clone(),
+            failure_reason: None,
+            exit_code: None,
+        }),
+        Outbound::Failed {
+            message,
+            failure_reason,
+            exit_code,
+            ..
+        } => Some(Terminal {
+            completed: false,
+            message: redact(message),
+            task_state: None,
+            failure_reason: failure_reason.clone(),
+            exit_code: *exit_code,
+        }),
+        _ => None,
+    }
+}
+
+/// The message to send again for a journalled terminal.
+pub fn outbound_of(task: &TaskRef, t: &Terminal) -> Outbound {
+    if t.completed {
+        Outbound::Completed {
+            task_id: task.task_id.clone(),
+            execution_id: task.execution_id.clone(),
+            message: t.message.clone(),
+            task_state: t.task_state.clone(),
+        }
+    } else {
+        Outbound::Failed {
+            task_id: task.task_id.clone(),
+            execution_id: task.execution_id.clone(),
+            message: t.message.clone(),
+            failure_reason: t.failure_reason.clone(),
+            exit_code: t.exit_code,
+        }
+    }
+}
+
+/// Whether `dir` could hold the journal, for `check`, which changes nothing: the directory
+/// (or, when it does not exist yet, its nearest existing ancestor, where it would be created)
+/// must be a writable, searchable directory.
+pub fn probe(dir: &Path) -> Result<(), JournalError> {
+    let err = |source| JournalError {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut at = dir;
+    while !at.exists() {
+        at = match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+    }
+    if !at.is_dir() {
+        return Err(err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", at.display()),
+        )));
+    }
+    nix::unistd::access(
+        at,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .map_err(|e| err(e.into()))
+}
+
+#[cfg(test)]
+mod tests;
