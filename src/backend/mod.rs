@@ -344,7 +344,6 @@ pub fn build_recovering(
     recorder: Recorder,
     orphans: &[Orphan],
 ) -> Result<std::sync::Arc<dyn Backend>, BuildError> {
-    let _ = orphans;
     use crate::settings::BackendSettings;
     use std::sync::Arc;
     fn boxed<B: Backend + 'static, E: fmt::Display>(
@@ -364,7 +363,15 @@ pub fn build_recovering(
         BackendSettings::Direct(s) => boxed(direct::DirectBackend::new(s.clone(), ctx)),
         BackendSettings::Command(s) => boxed(command::CommandBackend::new(s.clone(), ctx)),
         BackendSettings::Docker(s) => match purpose {
-            Purpose::Run => boxed(docker::DockerBackend::new(s.clone(), ctx)),
+            Purpose::Run => {
+                let spare: Vec<TaskRef> = orphans.iter().map(|o| o.task.clone()).collect();
+                boxed(docker::DockerBackend::with_env_sparing(
+                    s.clone(),
+                    ctx,
+                    docker::process_env(),
+                    &spare,
+                ))
+            }
             Purpose::Check => boxed(docker::DockerBackend::connect(
                 s.clone(),
                 ctx,

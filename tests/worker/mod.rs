@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod crash_docker;
 mod daemon;
 mod docker;
 mod faults;

@@ -24,6 +24,7 @@
 //!   config has for it, identity tokens included (Go: username/password, task and `/agent`
 //!   images only).
 
+mod adopt;
 mod image;
 mod run;
 mod sidecar;
@@ -39,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{
     Backend, BackendContext, BackendKind, CancelSource, CancelToken, Completion, Failure,
-    FailureReason, ProbeLine, TaskRef,
+    FailureReason, Orphan, ProbeLine, TaskRef,
 };
 use crate::docker::{Client, Daemon, DockerError, ImageRef, Removal};
 use crate::settings::DockerSettings;
@@ -131,8 +132,19 @@ impl DockerBackend {
         ctx: BackendContext,
         env: HashMap<String, String>,
     ) -> Result<DockerBackend, DockerBackendError> {
+        DockerBackend::with_env_sparing(settings, ctx, env, &[])
+    }
+
+    /// [`DockerBackend::with_env`] for a restarted worker: the task containers of `spare` (the
+    /// journal's unfinished executions) are left for [`Backend::recover`] to adopt.
+    pub fn with_env_sparing(
+        settings: DockerSettings,
+        ctx: BackendContext,
+        env: HashMap<String, String>,
+        spare: &[TaskRef],
+    ) -> Result<DockerBackend, DockerBackendError> {
         let backend = DockerBackend::connect(settings, ctx, env)?;
-        backend.reap_leftovers();
+        backend.reap_leftovers_sparing(spare);
         Ok(backend)
     }
 
@@ -176,6 +188,12 @@ impl DockerBackend {
     /// sidecar helper containers), and the volumes that a crashed fill left incomplete. With
     /// `--no-cleanup` they are only listed.
     pub fn reap_leftovers(&self) {
+        self.reap_leftovers_sparing(&[]);
+    }
+
+    /// [`DockerBackend::reap_leftovers`], sparing the task containers of `spare` (the
+    /// journal's unfinished executions, which [`Backend::recover`] adopts).
+    pub fn reap_leftovers_sparing(&self, spare: &[TaskRef]) {
         let label = format!("{}={}", spec::LABEL_WORKER, self.ctx.worker_id);
         let found = match self.client.list_containers(true, &[&label]) {
             Ok(found) => found,
@@ -184,6 +202,10 @@ impl DockerBackend {
                 return;
             }
         };
+        let found: Vec<_> = found
+            .into_iter()
+            .filter(|c| !adopt::spared(c, spare))
+            .collect();
         if found.is_empty() {
             return;
         }
@@ -346,12 +368,12 @@ impl DockerBackend {
     }
 
     /// Removes the execution's container (cleanup on) or says it is kept.
-    fn finish(&self, spec: &TaskSpec, exec: &tracker::Execution) {
+    fn finish(&self, task: &TaskRef, exec: &tracker::Execution) {
         let container = exec.container();
         let Some(handle) = container.handle() else {
             return;
         };
-        let id = &spec.task_id;
+        let id = &task.task_id;
         if !self.ctx.cleanup {
             if let Container::Created { name, .. } = &container {
                 log::info!("Task {id}: keeping container {name} (cleanup is off)");
@@ -364,7 +386,7 @@ impl DockerBackend {
             Err(e) => {
                 log::warn!("Task {id}: failed to remove container {handle}: {e}");
                 self.lock_leftovers()
-                    .push((spec.task_ref(), handle.to_string()));
+                    .push((task.clone(), handle.to_string()));
             }
         }
     }
@@ -415,7 +437,7 @@ impl Drop for Finish<'_> {
         if background && self.remove_in_background() {
             return;
         }
-        b.finish(self.spec, self.exec);
+        b.finish(&self.spec.task_ref(), self.exec);
         b.tracker.remove(self.exec);
     }
 }
@@ -497,6 +519,12 @@ impl Backend for DockerBackend {
             ));
         }
         self.retry_leftovers(Some(task))
+    }
+
+    /// A task container of this worker id that a crashed run started is followed to its end
+    /// (or, if it ended while no worker ran, classified at once) and reported once.
+    fn recover(&self, orphan: &Orphan, cancel: &CancelToken) -> Result<Completion, Failure> {
+        self.adopt(orphan, cancel)
     }
 
     fn probe(&self) -> Vec<ProbeLine> {

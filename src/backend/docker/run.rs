@@ -88,22 +88,32 @@ pub fn run(r: &Run<'_>, config: &ContainerConfig) -> Result<Completion, Failure>
         ));
     }
     let code = i32::try_from(exit.status_code).unwrap_or(i32::MAX);
+    classify(r.plain, &id, code, r.task_id, r.name, r.cancel)
+}
+
+/// The outcome of a task container that exited with `code` (OOM kills told apart by an
+/// inspect). Shared by [`run`] and the adoption of a crashed run's container.
+pub fn classify(
+    plain: &Client,
+    id: &str,
+    code: i32,
+    task_id: &str,
+    name: &str,
+    cancel: &CancelToken,
+) -> Result<Completion, Failure> {
+    let short: String = id.chars().take(12).collect();
     if code == 0 {
-        log::info!(
-            "Task {}: container {} exited successfully",
-            r.task_id,
-            r.name
-        );
+        log::info!("Task {task_id}: container {name} exited successfully");
         return Ok(Completion::Finished);
     }
-    if r.cancel.is_cancelled() {
+    if cancel.is_cancelled() {
         return Err(Failure::cancelled());
     }
-    let oom = match r.plain.inspect_container(&id) {
+    let oom = match plain.inspect_container(id) {
         Ok(Some(inspect)) => inspect.state.oom_killed,
         Ok(None) => false,
         Err(e) => {
-            log::warn!("Task {}: cannot inspect container {short}: {e}", r.task_id);
+            log::warn!("Task {task_id}: cannot inspect container {short}: {e}");
             false
         }
     };
@@ -151,19 +161,16 @@ fn create(r: &Run<'_>, config: &ContainerConfig) -> Result<String, Failure> {
 /// SIGTERM, then SIGKILL after the grace period (whole seconds, rounded up: never less grace
 /// than configured).
 fn stop(r: &Run<'_>, id: &str) {
-    let grace = Duration::from_secs(r.grace.as_secs() + u64::from(r.grace.subsec_nanos() > 0));
-    log::info!(
-        "Task {}: stopping container {} (SIGKILL after {grace:?})",
-        r.task_id,
-        r.name
-    );
-    match r.plain.stop_container(id, grace) {
+    stop_container(r.plain, id, r.grace, r.task_id, r.name);
+}
+
+/// Stops a task container: SIGTERM, SIGKILL after `grace`.
+pub fn stop_container(plain: &Client, id: &str, grace: Duration, task_id: &str, name: &str) {
+    let grace = Duration::from_secs(grace.as_secs() + u64::from(grace.subsec_nanos() > 0));
+    log::info!("Task {task_id}: stopping container {name} (SIGKILL after {grace:?})");
+    match plain.stop_container(id, grace) {
         Ok(StopOutcome::Stopped | StopOutcome::AlreadyStopped | StopOutcome::NotFound) => {}
-        Err(e) => log::warn!(
-            "Task {}: failed to stop container {}: {e}",
-            r.task_id,
-            r.name
-        ),
+        Err(e) => log::warn!("Task {task_id}: failed to stop container {name}: {e}"),
     }
 }
 
