@@ -63,6 +63,7 @@ fn a_direct_task_running_at_a_crash_is_stopped_and_reported_once() {
     expect(&oz, "task_claimed", "t-crash");
     let grandchild: i32 = wait_for_file(&grandchild_file).trim().parse().unwrap();
     kill9(&mut w);
+    assert!(dir.join("workspaces/t-crash--e1").exists());
     // The agent outlived its worker (nothing else would stop it).
     assert!(alive(grandchild), "the agent's group died with the worker");
     let journal = std::fs::read_to_string(state.join("journal")).unwrap();
@@ -70,8 +71,12 @@ fn a_direct_task_running_at_a_crash_is_stopped_and_reported_once() {
     assert!(!journal.contains("crash-canary-secret-91"), "{journal}");
     assert!(!journal.contains(API_KEY), "{journal}");
 
+    // The restarted worker has the same configuration (the same workspace root).
     let dir2 = TestDir::new("crash-direct-running-2");
-    let _w2 = start_on(&dir2, &oz, &state);
+    let mut w2 = worker(&dir2, &oz, &dir.join("config.yaml"))
+        .args(["--state-dir", &state.display().to_string()])
+        .spawn();
+    w2.wait_for_log("Connected to Oz", T);
     let f = exactly_one_terminal(&oz, "t-crash");
     assert_eq!(f["type"], "task_failed", "{f}");
     assert_eq!(f["data"]["execution_id"], "e1");

@@ -524,6 +524,29 @@ impl Backend for DirectBackend {
             }
             None => "it had not started an agent yet",
         };
+        // As after any task: the per-task workspace goes (with the setup hook's env file).
+        if let (Layout::PerTask { root }, true) = (&self.layout, self.ctx.cleanup)
+            && workspace::check_component(&orphan.task.task_id).is_ok()
+            && orphan
+                .task
+                .execution_id
+                .as_deref()
+                .is_none_or(|e| workspace::check_component(e).is_ok())
+        {
+            let dir = root.join(workspace::workspace_name(&orphan.task));
+            match workspace::remove(&dir) {
+                Ok(()) => log::info!(
+                    "Task {}: removed the previous run's workspace {}",
+                    orphan.task,
+                    dir.display()
+                ),
+                Err(e) => log::warn!(
+                    "Task {}: failed to remove {}: {e}",
+                    orphan.task,
+                    dir.display()
+                ),
+            }
+        }
         Err(Failure::new(
             FailureReason::Unknown,
             format!("the worker restarted while the task ran; {what}"),
