@@ -237,14 +237,17 @@ impl Observers {
     }
 }
 
-/// Re-probes the backend every half minute so `/readyz` notices an engine that went away (and
+/// Re-probes the backend every 5 s so `/readyz` notices within seconds an engine that went away (and
 /// came back). Probing can block on I/O, so it has its own thread, never the supervisor's.
 struct BackendProber {
     stop: Option<crossbeam_channel::Sender<()>>,
 }
 
 impl BackendProber {
-    const PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
+    /// One Docker `/_ping` (or a few `stat`s for direct) per period: about 0.1 ms of CPU, so
+    /// 12 a minute stay far inside the idle budget, and readiness follows the engine within
+    /// 5 s instead of the 30 s it used to take.
+    const PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
 
     fn spawn(backend: Arc<dyn Backend>, health: Arc<Health>) -> BackendProber {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);

@@ -8,6 +8,7 @@ mod support;
 mod backends;
 mod docker_backend;
 mod docker_client;
+mod fuzz;
 mod link;
 mod ops;
 mod worker;

@@ -9,3 +9,4 @@ pub mod harness;
 pub mod log_capture;
 pub mod oz_server;
 pub mod proxy;
+pub mod unix_proxy;

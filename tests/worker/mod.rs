@@ -7,6 +7,8 @@ mod crash_docker;
 mod daemon;
 mod docker;
 mod faults;
+mod faults_disk;
+mod faults_engine;
 mod ops;
 mod shutdown;
 
