@@ -21,7 +21,7 @@ use oz_agent_worker::backend::{self, Backend};
 use oz_agent_worker::cli::{self, Invocation, Mode};
 use oz_agent_worker::config;
 use oz_agent_worker::journal::{Journal, Replay};
-use oz_agent_worker::link::{DeliveryHook, Link, LinkConfig, ProxyEnv};
+use oz_agent_worker::link::{Delivered, Ledger, Link, LinkConfig, ProxyEnv};
 use oz_agent_worker::metrics::{Health, Metrics, WorkerInfo, exporters};
 use oz_agent_worker::sd_notify::{Keeper, Notifier};
 use oz_agent_worker::settings::Settings;
@@ -321,15 +321,10 @@ fn daemon(settings: &Settings) -> u8 {
         return USAGE_ERROR;
     };
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
-    let hook: Option<DeliveryHook> = journal.clone().map(|j| {
-        Arc::new(move |d: &oz_agent_worker::link::Delivered| {
-            j.delivered(&backend::TaskRef {
-                task_id: d.task_id.clone(),
-                execution_id: d.execution_id.clone(),
-            })
-        }) as DeliveryHook
-    });
-    let link = match Link::spawn_with_hook(
+    let ledger = journal
+        .clone()
+        .map(|j| Arc::new(JournalLedger(j)) as Arc<dyn Ledger>);
+    let link = match Link::spawn_with_ledger(
         LinkConfig {
             url: settings.web_socket_url.clone(),
             worker_id: settings.worker_id.clone(),
@@ -340,7 +335,7 @@ fn daemon(settings: &Settings) -> u8 {
         },
         events_tx,
         ProxyEnv::from_env(),
-        hook,
+        ledger,
     ) {
         Ok(l) => l,
         Err(e) => {
@@ -390,6 +385,22 @@ fn daemon(settings: &Settings) -> u8 {
     match exit {
         Exit::LinkLost => RUNTIME_ERROR,
         _ => 0,
+    }
+}
+
+/// The journal as the link's ledger: fsync before frames leave, delivery receipts after.
+struct JournalLedger(Arc<Journal>);
+
+impl Ledger for JournalLedger {
+    fn before_write(&self) {
+        self.0.sync();
+    }
+
+    fn delivered(&self, d: &Delivered) {
+        self.0.delivered(&backend::TaskRef {
+            task_id: d.task_id.clone(),
+            execution_id: d.execution_id.clone(),
+        });
     }
 }
 

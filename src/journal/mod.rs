@@ -4,8 +4,11 @@
 //! One append-only file, `journal`, in the state directory. For each execution it records:
 //! claimed (before `task_claimed` is queued), the group id of a direct task's process group,
 //! ended with its terminal message (before the message is queued), and delivered (once the
-//! link wrote and flushed the message). Each line carries a CRC-32 of its JSON and is fsynced
-//! before the action it guards. Executions that are delivered (or handed off) are done and
+//! link wrote and flushed the message). Each line carries a CRC-32 of its JSON. Records are
+//! written at once (a `kill -9` cannot lose them: they are in the page cache) and fsynced
+//! before the frame they guard is written to the socket: the link calls [`Journal::sync`]
+//! first, so one fsync covers every frame queued meanwhile (group commit) and the supervisor
+//! never waits on the disk. Executions that are delivered (or handed off) are done and
 //! drop out of the live set; the file is rewritten with only the live set (write, fsync,
 //! rename, fsync the directory) whenever it grows past [`COMPACT_AT`] bytes, so its size is
 //! bounded by the tasks in flight, not by uptime.
@@ -85,6 +88,8 @@ struct Entry {
 struct Inner {
     /// `None` after a write error: the journal is off.
     file: Option<File>,
+    /// Records written since the last fsync.
+    dirty: bool,
     live: BTreeMap<TaskRef, Entry>,
     size: u64,
 }
@@ -149,6 +154,7 @@ impl Journal {
             compact_at,
             inner: Mutex::new(Inner {
                 file: None,
+                dirty: false,
                 live,
                 size: 0,
             }),
@@ -239,6 +245,24 @@ impl Journal {
         );
     }
 
+    /// Makes every record written so far durable (fsync). The link calls it before it writes
+    /// frames to the socket, so a claim or an outcome never leaves before its record is on
+    /// disk, and one fsync serves every frame queued meanwhile. A `kill -9` loses nothing that
+    /// was written, synced or not (it is in the page cache); the sync is for power loss.
+    pub fn sync(&self) {
+        let mut inner = self.lock();
+        if !inner.dirty {
+            return;
+        }
+        let Some(file) = inner.file.as_ref() else {
+            return;
+        };
+        match file.sync_data() {
+            Ok(()) => inner.dirty = false,
+            Err(e) => self.disable(&mut inner, &e),
+        }
+    }
+
     /// Executions not yet done (claimed and running, or ended and undelivered).
     pub fn live(&self) -> usize {
         self.lock().live.len()
@@ -258,11 +282,11 @@ impl Journal {
         let Some(file) = inner.file.as_mut() else {
             return;
         };
-        let written = file
-            .write_all(line.as_bytes())
-            .and_then(|()| file.sync_data());
-        match written {
-            Ok(()) => inner.size += line.len() as u64,
+        match file.write_all(line.as_bytes()) {
+            Ok(()) => {
+                inner.size += line.len() as u64;
+                inner.dirty = true;
+            }
             Err(e) => return self.disable(inner, &e),
         }
         if inner.size > self.compact_at
@@ -303,6 +327,7 @@ impl Journal {
         File::open(&self.dir)?.sync_all()?;
         inner.file = Some(OpenOptions::new().append(true).open(self.dir.join(FILE))?);
         inner.size = text.len() as u64;
+        inner.dirty = false;
         Ok(())
     }
 }

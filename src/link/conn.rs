@@ -167,6 +167,7 @@ impl Conn {
     /// flush returned Ok. Returns how many frames left.
     pub(crate) fn pump(&mut self, outbox: &mut Outbox, now: Instant) -> Result<usize, Lost> {
         let mut sent = 0;
+        outbox.before_write();
         loop {
             let mut wrote = false;
             while let Some(frame) = outbox.next_unwritten() {

@@ -52,7 +52,7 @@ pub(crate) struct Parts {
     pub events: Sender<LinkEvent>,
     pub pending: Arc<AtomicUsize>,
     pub backoff: Backoff,
-    pub hook: Option<super::DeliveryHook>,
+    pub ledger: Option<std::sync::Arc<dyn super::Ledger>>,
 }
 
 pub(crate) struct Machine {
@@ -81,7 +81,7 @@ impl Machine {
             stop_at: p.stop,
             events: p.events,
             pending: p.pending,
-            outbox: Outbox::with_hook(p.hook),
+            outbox: Outbox::with_ledger(p.ledger),
             backoff: p.backoff,
             stop: None,
             closed_cleanly: false,

@@ -117,9 +117,16 @@ impl Delivered {
     }
 }
 
-/// Called on the link thread for each terminal message once it was flushed (the outcome
-/// journal records the delivery). Must be quick: the link waits for it.
-pub type DeliveryHook = Arc<dyn Fn(&Delivered) + Send + Sync>;
+/// The outcome journal as the link sees it (a write-ahead rule and delivery receipts). Both are
+/// called on the link thread and must be quick: the link waits for them.
+pub trait Ledger: Send + Sync {
+    /// Frames are about to be written to the socket: make durable what guards them (the
+    /// journal's claim and outcome records). One call covers every frame queued so far, so
+    /// under load one fsync serves many frames.
+    fn before_write(&self);
+    /// A terminal message was written and flushed.
+    fn delivered(&self, d: &Delivered);
+}
 
 /// The outcome of [`Link::shutdown`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -232,15 +239,15 @@ impl Link {
         events: Sender<LinkEvent>,
         proxy_env: ProxyEnv,
     ) -> Result<Link, LinkError> {
-        Link::spawn_with_hook(cfg, events, proxy_env, None)
+        Link::spawn_with_ledger(cfg, events, proxy_env, None)
     }
 
-    /// As [`Link::spawn_with_proxy`], telling `hook` about each terminal message delivered.
-    pub fn spawn_with_hook(
+    /// As [`Link::spawn_with_proxy`], keeping `ledger` (the outcome journal) informed.
+    pub fn spawn_with_ledger(
         cfg: LinkConfig,
         events: Sender<LinkEvent>,
         proxy_env: ProxyEnv,
-        hook: Option<DeliveryHook>,
+        ledger: Option<Arc<dyn Ledger>>,
     ) -> Result<Link, LinkError> {
         let url = url::WsUrl::parse(&cfg.url, &cfg.worker_id).map_err(LinkError::Url)?;
         let proxy =
@@ -280,7 +287,7 @@ impl Link {
             events,
             pending: pending.clone(),
             backoff,
-            hook,
+            ledger,
         });
         let thread = std::thread::Builder::new()
             .name("oz-link".into())

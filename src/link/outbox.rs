@@ -3,19 +3,22 @@
 //! already handed to the current connection, so none is written twice on one connection; a new
 //! connection starts again from the front (at-least-once for frames that were written but not
 //! confirmed flushed). Frames of terminal messages carry a [`Delivered`] receipt, handed to the
-//! delivery hook when they leave (the outcome journal records it). Pure bookkeeping, no I/O.
+//! ledger (the outcome journal) when they leave; before frames are written the ledger is asked
+//! to make their records durable. Pure bookkeeping, no I/O of its own.
 
 use std::collections::VecDeque;
 
 use tungstenite::Utf8Bytes;
 
-use super::{Delivered, DeliveryHook};
+use std::sync::Arc;
+
+use super::{Delivered, Ledger};
 
 #[derive(Default)]
 pub(crate) struct Outbox {
     queue: VecDeque<(Utf8Bytes, Option<Delivered>)>,
     written: usize,
-    hook: Option<DeliveryHook>,
+    ledger: Option<Arc<dyn Ledger>>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -28,10 +31,19 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn with_hook(hook: Option<DeliveryHook>) -> Outbox {
+    pub(crate) fn with_ledger(ledger: Option<Arc<dyn Ledger>>) -> Outbox {
         Outbox {
-            hook,
+            ledger,
             ..Outbox::default()
+        }
+    }
+
+    /// Called before frames are written: the ledger makes their records durable.
+    pub(crate) fn before_write(&self) {
+        if let Some(l) = &self.ledger
+            && self.next_unwritten().is_some()
+        {
+            l.before_write();
         }
     }
 
@@ -59,8 +71,8 @@ impl Outbox {
     pub(crate) fn flushed(&mut self) -> usize {
         let n = self.written;
         for (_, receipt) in self.queue.drain(..n) {
-            if let (Some(r), Some(hook)) = (receipt, &self.hook) {
-                hook(&r);
+            if let (Some(r), Some(ledger)) = (receipt, &self.ledger) {
+                ledger.delivered(&r);
             }
         }
         self.written = 0;
@@ -133,13 +145,22 @@ mod tests {
     }
 
     #[test]
-    fn receipts_reach_the_hook_only_when_their_frame_is_flushed() {
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let hook: DeliveryHook = {
-            let seen = seen.clone();
-            std::sync::Arc::new(move |d: &Delivered| seen.lock().unwrap().push(d.task_id.clone()))
-        };
-        let mut o = Outbox::with_hook(Some(hook));
+    fn receipts_reach_the_ledger_only_when_their_frame_is_flushed() {
+        #[derive(Default)]
+        struct Seen(std::sync::Mutex<Vec<String>>);
+        impl Ledger for Seen {
+            fn before_write(&self) {
+                self.0.lock().unwrap().push("sync".into());
+            }
+            fn delivered(&self, d: &Delivered) {
+                self.0.lock().unwrap().push(d.task_id.clone());
+            }
+        }
+        let seen = Arc::new(Seen::default());
+        let mut o = Outbox::with_ledger(Some(seen.clone()));
+        let seen = || seen.0.lock().unwrap().clone();
+        o.before_write();
+        assert!(seen().is_empty(), "nothing to write, nothing to sync");
         let receipt = |t: &str| {
             Some(Delivered {
                 task_id: t.into(),
@@ -149,20 +170,18 @@ mod tests {
         o.push(frame("claim"));
         o.push_receipted(frame("done-a"), receipt("a"));
         o.push_receipted(frame("done-b"), receipt("b"));
+        o.before_write();
         o.mark_written();
         o.mark_written();
         o.rewind();
-        assert!(
-            seen.lock().unwrap().is_empty(),
-            "rewound frames are not delivered"
-        );
+        assert_eq!(seen(), ["sync"], "rewound frames are not delivered");
         o.mark_written();
         o.mark_written();
         assert_eq!(o.flushed(), 2);
-        assert_eq!(*seen.lock().unwrap(), ["a"]);
+        assert_eq!(seen(), ["sync", "a"]);
         o.mark_written();
         o.flushed();
-        assert_eq!(*seen.lock().unwrap(), ["a", "b"]);
+        assert_eq!(seen(), ["sync", "a", "b"]);
     }
 
     #[test]
