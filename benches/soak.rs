@@ -407,11 +407,9 @@ impl Soak {
             "task_claimed" => {
                 self.unanswered.remove(&i);
             }
-            "task_rejected" => {
-                // At capacity or shutting down: offer it again.
-                if !self.terminals.contains_key(&i) {
-                    let _ = ws.send(Message::text(assignment(&self.ids[i], &self.backend)));
-                }
+            // At capacity or shutting down: offer it again.
+            "task_rejected" if !self.terminals.contains_key(&i) => {
+                let _ = ws.send(Message::text(assignment(&self.ids[i], &self.backend)));
             }
             kind @ ("task_completed" | "task_failed") => {
                 if kind == "task_failed" {
