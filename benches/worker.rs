@@ -120,7 +120,14 @@ fn spawn_worker(dir: &Path, url: &str, agent: &Path, extra: &[&str]) -> Child {
         ),
     )
     .unwrap();
-    let state = dir.join(format!("state-{}", rand_suffix()));
+    // BENCH_NO_JOURNAL=1: an unusable state directory, so the worker runs without the journal
+    // (the baseline for what the journal's fsync costs).
+    let state = if std::env::var_os("BENCH_NO_JOURNAL").is_some() {
+        std::fs::write(dir.join("no-state"), "").unwrap();
+        dir.join("no-state/state")
+    } else {
+        dir.join(format!("state-{}", rand_suffix()))
+    };
     Command::new(worker_bin())
         .args(["--config-file", config.to_str().unwrap()])
         .args(["--state-dir", state.to_str().unwrap()])
