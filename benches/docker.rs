@@ -6,6 +6,8 @@
 //!    machine load affects both alike.
 //! 2. The resident memory of this process while 50 tasks run at once through the backend
 //!    (each container sleeping), minus its baseline before they started.
+//! 3. How long those 50 take until all run, against 50 parallel `docker run -d` of the same
+//!    image, mount and command.
 //!
 //! Run: `cargo bench --bench docker` (needs the Docker engine, gcc and the docker CLI).
 //! `OZ_BENCH_RUNS` sets the number of timed runs per side (default 20).
@@ -197,6 +199,59 @@ fn main() {
     );
     let left = client.list_containers(true, &[&label]).unwrap();
     assert!(left.is_empty(), "containers left behind: {}", left.len());
+
+    // The same start-up through the docker CLI: 50 parallel `docker run -d`.
+    let cli_label = unique("bench-cli-burst");
+    let started = Instant::now();
+    let runs: Vec<_> = (0..CONCURRENT)
+        .map(|_| {
+            Command::new("docker")
+                .args(["run", "-d", "--label", "oz-test=1", "--label"])
+                .arg(format!("{cli_label}=1"))
+                .args(["-e", "OZ_AGENT_SLEEP=1", "-v"])
+                .arg(format!("{volume}:/agent:ro"))
+                .args(["-w", "/workspace", &task_image])
+                .args(["/agent/entrypoint.sh", "agent", "run"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("the docker CLI is needed for the comparison")
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let up = client
+            .list_containers(false, &[&cli_label])
+            .unwrap()
+            .iter()
+            .filter(|c| c.state == "running")
+            .count();
+        if up == CONCURRENT {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {up} CLI containers started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cli_up_after = started.elapsed();
+    for mut r in runs {
+        let _ = r.wait();
+    }
+    for c in client.list_containers(true, &[&cli_label]).unwrap() {
+        let _ = client.remove_container(&c.id, true, true);
+    }
+    println!();
+    println!("== {CONCURRENT} containers started at once");
+    println!(
+        "method: time from the first start until the engine lists all {CONCURRENT} running \
+         (polled every 200 ms): {CONCURRENT} concurrent DockerBackend::execute calls above, \
+         against {CONCURRENT} parallel `docker run -d` of the same image, mount and command"
+    );
+    println!("backend     : {up_after:.2?}");
+    println!("docker CLI  : {cli_up_after:.2?}");
+    println!(
+        "ratio       : {:.2}",
+        up_after.as_secs_f64() / cli_up_after.as_secs_f64()
+    );
 }
 
 fn rss_kib() -> u64 {
