@@ -229,7 +229,10 @@ fn main() {
         if up == CONCURRENT {
             break;
         }
-        assert!(Instant::now() < deadline, "only {up} CLI containers started");
+        assert!(
+            Instant::now() < deadline,
+            "only {up} CLI containers started"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let cli_up_after = started.elapsed();

@@ -8,11 +8,14 @@
 //!    lost (goal 0), duplicate terminal messages, tasks/s, the worker's RSS, open fds and
 //!    threads before and after, processes and workspaces left. Baseline in the same run: the
 //!    same soak with the outcome journal off (an unusable `--state-dir`), i.e. its fsync cost.
-//! 2. Docker soak (`SOAK_DOCKER_TASKS`, default 0 = skipped; needs `SOAK_DOCKER_IMAGE`, an
-//!    image whose default command exits 0, and `SOAK_DOCKER_SIDECAR`): the same loop through
-//!    the Docker backend, plus containers left behind.
+//! 2. Docker soak (`SOAK_DOCKER_TASKS`, default 0 = skipped): the same loop through the Docker
+//!    backend with the test images (built and removed here), at most 4 in flight, plus the
+//!    containers left behind.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../tests/support/docker_images.rs"]
+mod docker_images;
 
 use std::collections::{HashMap, HashSet};
 use std::io::ErrorKind;
@@ -70,8 +73,18 @@ fn main() {
     report("direct, journal off (baseline)", &without);
     let docker_tasks = env_num("SOAK_DOCKER_TASKS", 0) as usize;
     if docker_tasks > 0 {
-        let image = std::env::var("SOAK_DOCKER_IMAGE").expect("SOAK_DOCKER_IMAGE");
-        let sidecar = std::env::var("SOAK_DOCKER_SIDECAR").expect("SOAK_DOCKER_SIDECAR");
+        let client = docker_images::docker();
+        let res = docker_images::Resources::new(&client);
+        let image = docker_images::import_task_image(&client, &res);
+        let sidecar = docker_images::import_sidecar_image(&client, &res);
+        let inspect = client.inspect_image(&sidecar).unwrap().unwrap();
+        let familiar = oz_agent_worker::docker::ImageRef::parse(&sidecar)
+            .unwrap()
+            .familiar_name();
+        res.volume(&oz_agent_worker::backend::docker::spec::volume_name(
+            &familiar,
+            inspect.digest(),
+        ));
         let r = soak(
             &dir.join("docker"),
             Backend::Docker { image, sidecar },

@@ -9,6 +9,7 @@ mod docker;
 mod faults;
 mod faults_disk;
 mod faults_engine;
+mod faults_server;
 mod ops;
 mod shutdown;
 

@@ -206,8 +206,17 @@ impl OzServer {
         OzServer::start_with(Some(test_pki()))
     }
 
+    /// A plain `ws://` server on a given port (a server that "comes back" where it was).
+    pub fn start_on(port: u16) -> OzServer {
+        OzServer::start_at(None, port)
+    }
+
     fn start_with(pki: Option<&'static TestPki>) -> OzServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake Oz server");
+        OzServer::start_at(pki, 0)
+    }
+
+    fn start_at(pki: Option<&'static TestPki>, port: u16) -> OzServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind fake Oz server");
         let addr = listener.local_addr().expect("local addr");
         let ca_dir = pki.map(|p| {
             let dir = unique_dir("oz-server");
@@ -467,8 +476,13 @@ impl OzServer {
     }
 }
 
-impl Drop for OzServer {
-    fn drop(&mut self) {
+impl OzServer {
+    /// The server dies: the listener closes and every connection is cut. What it saw stays
+    /// readable (`frames()`, …).
+    pub fn stop(&mut self) {
+        if self.accept.is_none() {
+            return;
+        }
         self.inner.stop.store(true, Ordering::SeqCst);
         // Unblock accept().
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
@@ -482,6 +496,12 @@ impl Drop for OzServer {
         for t in threads {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for OzServer {
+    fn drop(&mut self) {
+        self.stop();
         if let Some(d) = &self.ca_dir {
             let _ = std::fs::remove_dir_all(d);
         }
