@@ -287,7 +287,7 @@ fn soak(
     let mut next = 0;
     let mut disconnects = 0;
     let start = Instant::now();
-    let deadline = start + Duration::from_secs(60 + tasks as u64 / 10);
+    let deadline = start + Duration::from_secs(env_num("SOAK_DEADLINE_SECS", 1800));
     while st.terminals.len() < tasks && Instant::now() < deadline {
         while st.in_flight.len() < window && next < tasks {
             if ws
