@@ -107,6 +107,7 @@ impl Supervisor {
                 started: Instant::now(),
                 _secrets: None,
                 reported: false,
+                recovered: true,
             },
         );
         let spawned = self.spawn_job(key.clone(), cancel, move |backend, cancel| {

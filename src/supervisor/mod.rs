@@ -144,6 +144,9 @@ struct Active {
     /// True once a terminal message was sent on the task's behalf (shutdown deadline), so a
     /// late outcome is logged but not reported twice.
     reported: bool,
+    /// Left by a crashed predecessor (journal replay), not assigned to this run: it does not
+    /// use up a one-shot worker's one task.
+    recovered: bool,
 }
 
 /// An execution-scoped cancellation waiting for the task to return and the backend to confirm.
@@ -439,6 +442,7 @@ impl Supervisor {
                 started: Instant::now(),
                 _secrets: secrets,
                 reported: false,
+                recovered: false,
             },
         );
         self.claim(outbox, &key);
@@ -561,7 +565,7 @@ impl Supervisor {
             }
         }
         self.try_close(outbox, &key);
-        if self.opts.one_shot {
+        if self.opts.one_shot && !task.recovered {
             self.one_shot_done = true;
             info!("One-shot task finished; stopping");
             self.begin_stop();
@@ -583,5 +587,7 @@ mod closure;
 mod journaled;
 mod stop;
 
+#[cfg(test)]
+mod journaled_tests;
 #[cfg(test)]
 mod tests;
