@@ -8,8 +8,6 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::backend::BackendKind;
-
 /// Default Oz WebSocket endpoint.
 pub const DEFAULT_WEB_SOCKET_URL: &str = "wss://oz.warp.dev/api/v1/selfhosted/worker/ws";
 /// Default Warp server root URL.
@@ -72,7 +70,7 @@ pub struct Settings {
     pub log_format: crate::logging::LogFormat,
     /// `HOST:PORT` of the ops listener: `/metrics`, `/healthz`, `/readyz` (`--metrics-addr`,
     /// `metrics_addr`). The OpenTelemetry environment can enable it too (see
-    /// `metrics::exporters`).
+    /// `daemon::exporters`).
     pub metrics_addr: Option<String>,
     /// On SIGTERM/SIGINT, how long running tasks may finish before they are cancelled
     /// (`--drain-timeout`, `drain_timeout`; zero cancels at once, as the Go worker does).
@@ -232,6 +230,43 @@ impl Default for Timing {
             shutdown_timeout: Duration::from_secs(10),
             kill_grace: Duration::from_secs(10),
         }
+    }
+}
+
+/// Which backend runs tasks (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    Docker,
+    Direct,
+    Kubernetes,
+    Command,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 4] = [
+        BackendKind::Docker,
+        BackendKind::Direct,
+        BackendKind::Kubernetes,
+        BackendKind::Command,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Docker => "docker",
+            BackendKind::Direct => "direct",
+            BackendKind::Kubernetes => "kubernetes",
+            BackendKind::Command => "command",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BackendKind> {
+        BackendKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 pub use doc::{help_text, man_page};
 pub use flags::{Category, FLAGS, Flag, Kind, TIMING_ENV, TimingVar};
 
-use crate::backend::BackendKind;
+use crate::settings::BackendKind;
 use crate::settings::Secret;
 
 /// What the process was asked to do.
