@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{LowArgs, Special};
-use crate::logging::LogFormat;
 use crate::settings::BackendKind;
+use crate::settings::LogFormat;
 use crate::settings::{self, Secret, Timing};
 
 /// Help and man page section a flag is listed under, in display order.
@@ -360,7 +360,7 @@ known, \fBtask_id\fR and \fBfields\fR, for log pipelines. Secrets are redacted i
                     low.metrics_addr = None;
                     return Ok(());
                 }
-                crate::ops::http::bind_address(&s)?;
+                crate::settings::bind_address(&s)?;
                 low.metrics_addr = Some(s);
                 Ok(())
             },

@@ -73,7 +73,7 @@ pub struct LowArgs {
     pub config_file: Option<PathBuf>,
     pub backend: Option<BackendKind>,
     pub log_level: Option<log::LevelFilter>,
-    pub log_format: Option<crate::logging::LogFormat>,
+    pub log_format: Option<crate::settings::LogFormat>,
     /// Validated `HOST:PORT`.
     pub metrics_addr: Option<String>,
     pub drain_timeout: Option<std::time::Duration>,

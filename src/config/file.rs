@@ -406,12 +406,12 @@ fn go_duration(key: &str, v: Option<&str>) -> Result<Option<i64>, String> {
 
 fn check_ops(problems: &mut Vec<String>, cfg: &FileConfig) {
     if let Some(f) = cfg.log_format.as_deref()
-        && crate::logging::LogFormat::parse(f).is_none()
+        && crate::settings::LogFormat::parse(f).is_none()
     {
         problems.push(format!("log_format must be text or json (got {f:?})"));
     }
     if let Some(addr) = cfg.metrics_addr.as_deref().filter(|a| !a.is_empty())
-        && let Err(why) = crate::ops::http::bind_address(addr)
+        && let Err(why) = crate::settings::bind_address(addr)
     {
         problems.push(format!("metrics_addr: {why}"));
     }

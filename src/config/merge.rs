@@ -18,8 +18,8 @@ use super::values::{check_url, check_volume, expand_path, overlay, parse_env_fla
 use super::{ConfigError, Resolved};
 use crate::cli::{LowArgs, Mode, TIMING_ENV};
 use crate::duration::{self, Sign};
-use crate::logging::LogFormat;
 use crate::settings::BackendKind;
+use crate::settings::LogFormat;
 use crate::settings::{
     self, BackendSettings, CommandSettings, DirectSettings, DockerSettings, EnvList,
     KubernetesSettings, PullPolicy, Secret, Settings, Timing,
