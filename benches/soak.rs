@@ -13,6 +13,7 @@
 //!    containers left behind.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
 #[path = "../tests/support/docker_images.rs"]
 mod docker_images;

@@ -3,8 +3,8 @@
 //! hostile input is an error, never a panic.
 
 use oz_agent_worker::docker::frames::{Demuxer, StreamKind};
+use oz_agent_worker::http::BodySource;
 use oz_agent_worker::http::HttpError;
-use oz_agent_worker::http::client::BodySource;
 use oz_agent_worker::http::codec::{BodyDecoder, Framing, parse_response_head, response_framing};
 use oz_agent_worker::http::jsonlines::JsonLines;
 
