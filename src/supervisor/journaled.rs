@@ -85,12 +85,19 @@ impl Supervisor {
         info!(
             "Task {key} was claimed by a previous run that did not finish it; resolving it \
              with the {} backend",
-            if orphan.backend.is_empty() {
-                "current"
-            } else {
-                &orphan.backend
-            }
+            self.backend.kind()
         );
+        let current = self.backend.kind().as_str();
+        if !orphan.backend.is_empty() && orphan.backend != current {
+            let why = format!(
+                "the worker restarted with the {current} backend while the task ran on the {} \
+                 backend; its outcome is unknown",
+                orphan.backend
+            );
+            warn!("Task {key}: {why}");
+            self.send_journaled(outbox, lifecycle::failed_before_start(&key, &why));
+            return;
+        }
         let cancel = match CancelToken::new() {
             Ok(c) => c,
             Err(e) => {

@@ -21,6 +21,7 @@
 
 mod env;
 mod host;
+mod recover;
 mod workspace;
 
 use std::collections::BTreeSet;
@@ -496,61 +497,7 @@ impl Backend for DirectBackend {
     /// The agent of a crashed worker cannot be followed (its pipes died with that process):
     /// its process group is stopped, if it is still that group, and the task reported failed.
     fn recover(&self, orphan: &Orphan, _cancel: &CancelToken) -> Result<Completion, Failure> {
-        let what = match orphan.process {
-            Some(mark) => {
-                match process::orphan::stop_group(mark.pgid, mark.start, self.ctx.timing.kill_grace)
-                {
-                    process::orphan::Stopped::AlreadyGone => {
-                        log::info!(
-                            "Task {}: the processes of the previous run are gone",
-                            orphan.task
-                        );
-                        "its processes were already gone"
-                    }
-                    stopped => {
-                        log::warn!(
-                            "Task {}: stopped process group {} left by the previous run ({})",
-                            orphan.task,
-                            mark.pgid,
-                            if stopped == process::orphan::Stopped::Killed {
-                                "SIGKILL"
-                            } else {
-                                "SIGTERM"
-                            }
-                        );
-                        "its agent was stopped"
-                    }
-                }
-            }
-            None => "it had not started an agent yet",
-        };
-        // As after any task: the per-task workspace goes (with the setup hook's env file).
-        if let (Layout::PerTask { root }, true) = (&self.layout, self.ctx.cleanup)
-            && workspace::check_component(&orphan.task.task_id).is_ok()
-            && orphan
-                .task
-                .execution_id
-                .as_deref()
-                .is_none_or(|e| workspace::check_component(e).is_ok())
-        {
-            let dir = root.join(workspace::workspace_name(&orphan.task));
-            match workspace::remove(&dir) {
-                Ok(()) => log::info!(
-                    "Task {}: removed the previous run's workspace {}",
-                    orphan.task,
-                    dir.display()
-                ),
-                Err(e) => log::warn!(
-                    "Task {}: failed to remove {}: {e}",
-                    orphan.task,
-                    dir.display()
-                ),
-            }
-        }
-        Err(Failure::new(
-            FailureReason::Unknown,
-            format!("the worker restarted while the task ran; {what}"),
-        ))
+        self.recover_orphan(orphan)
     }
 
     fn probe(&self) -> Vec<ProbeLine> {
