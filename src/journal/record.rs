@@ -6,30 +6,28 @@
 //! process group ids and terminal messages (already passed through the log redactor) — never
 //! an `env_vars` value or a key.
 
-use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
 /// A terminal message as the journal keeps it: enough to send it again after a crash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Terminal {
     /// `task_completed` (true) or `task_failed` (false).
     pub completed: bool,
     pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_state: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
 }
 
 /// One journal record. `task`/`exec` name the execution (`exec` absent for legacy runs).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+///
+/// The JSON is built and read through `serde_json::Value` by hand rather than with derived,
+/// internally tagged enums: the derive's buffering deserializer cost ~100 KB of static binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// The worker decided to claim the task; written before `task_claimed` is queued.
     Claimed {
         task: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         exec: Option<String>,
         /// The backend that runs it (`direct`, `docker`, …): recovery is the backend's.
         backend: String,
@@ -39,7 +37,6 @@ pub enum Record {
     /// 22): with the pid it names the process uniquely, so a recycled pid is never killed.
     Process {
         task: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         exec: Option<String>,
         pgid: i32,
         start: u64,
@@ -48,17 +45,11 @@ pub enum Record {
     /// was handed off). Written before the message is queued.
     Ended {
         task: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         exec: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         terminal: Option<Terminal>,
     },
     /// The terminal message was written to the socket and flushed.
-    Delivered {
-        task: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        exec: Option<String>,
-    },
+    Delivered { task: String, exec: Option<String> },
 }
 
 impl Record {
@@ -74,8 +65,32 @@ impl Record {
 
     /// One line, newline included.
     pub fn encode(&self) -> String {
-        // Serialising a plain enum of strings and integers cannot fail.
-        let json = serde_json::to_string(self).unwrap_or_default();
+        let (task, exec) = self.key();
+        let mut obj = Map::new();
+        let op = match self {
+            Record::Claimed { backend, .. } => {
+                obj.insert("backend".into(), json!(backend));
+                "claimed"
+            }
+            Record::Process { pgid, start, .. } => {
+                obj.insert("pgid".into(), json!(pgid));
+                obj.insert("start".into(), json!(start));
+                "process"
+            }
+            Record::Ended { terminal, .. } => {
+                if let Some(t) = terminal {
+                    obj.insert("terminal".into(), terminal_json(t));
+                }
+                "ended"
+            }
+            Record::Delivered { .. } => "delivered",
+        };
+        obj.insert("op".into(), json!(op));
+        obj.insert("task".into(), json!(task));
+        if let Some(e) = exec {
+            obj.insert("exec".into(), json!(e));
+        }
+        let json = Value::Object(obj).to_string();
         format!("{:08x} {json}\n", crc32(json.as_bytes()))
     }
 
@@ -91,8 +106,69 @@ impl Record {
         if crc32(json.as_bytes()) != sum {
             return None;
         }
-        serde_json::from_str(json).ok()
+        let v: Value = serde_json::from_str(json).ok()?;
+        let task = v.get("task")?.as_str()?.to_owned();
+        let exec = match v.get("exec") {
+            None => None,
+            Some(e) => Some(e.as_str()?.to_owned()),
+        };
+        Some(match v.get("op")?.as_str()? {
+            "claimed" => Record::Claimed {
+                task,
+                exec,
+                backend: v.get("backend")?.as_str()?.to_owned(),
+            },
+            "process" => Record::Process {
+                task,
+                exec,
+                pgid: i32::try_from(v.get("pgid")?.as_i64()?).ok()?,
+                start: v.get("start")?.as_u64()?,
+            },
+            "ended" => Record::Ended {
+                task,
+                exec,
+                terminal: match v.get("terminal") {
+                    None => None,
+                    Some(t) => Some(terminal_of_json(t)?),
+                },
+            },
+            "delivered" => Record::Delivered { task, exec },
+            _ => return None,
+        })
     }
+}
+
+fn terminal_json(t: &Terminal) -> Value {
+    let mut obj = Map::new();
+    obj.insert("completed".into(), json!(t.completed));
+    obj.insert("message".into(), json!(t.message));
+    if let Some(s) = &t.task_state {
+        obj.insert("task_state".into(), json!(s));
+    }
+    if let Some(r) = &t.failure_reason {
+        obj.insert("failure_reason".into(), json!(r));
+    }
+    if let Some(c) = t.exit_code {
+        obj.insert("exit_code".into(), json!(c));
+    }
+    Value::Object(obj)
+}
+
+fn terminal_of_json(v: &Value) -> Option<Terminal> {
+    let opt_str = |k: &str| match v.get(k) {
+        None => Some(None),
+        Some(s) => s.as_str().map(|s| Some(s.to_owned())),
+    };
+    Some(Terminal {
+        completed: v.get("completed")?.as_bool()?,
+        message: v.get("message")?.as_str()?.to_owned(),
+        task_state: opt_str("task_state")?,
+        failure_reason: opt_str("failure_reason")?,
+        exit_code: match v.get("exit_code") {
+            None => None,
+            Some(c) => Some(i32::try_from(c.as_i64()?).ok()?),
+        },
+    })
 }
 
 /// CRC-32 (IEEE 802.3, the polynomial of zlib and Ethernet), bitwise: journal lines are short
@@ -118,6 +194,61 @@ mod tests {
         // The catalogue check value of CRC-32/ISO-HDLC.
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn every_kind_of_record_round_trips() {
+        let all = [
+            Record::Claimed {
+                task: "t \"quoted\" \u{e9}".into(),
+                exec: None,
+                backend: "direct".into(),
+            },
+            Record::Process {
+                task: "t".into(),
+                exec: Some("e".into()),
+                pgid: 4242,
+                start: u64::MAX,
+            },
+            Record::Ended {
+                task: "t".into(),
+                exec: Some("e".into()),
+                terminal: None,
+            },
+            Record::Ended {
+                task: "t".into(),
+                exec: None,
+                terminal: Some(Terminal {
+                    completed: true,
+                    message: "Task completed successfully".into(),
+                    task_state: Some("CANCELLED".into()),
+                    failure_reason: None,
+                    exit_code: None,
+                }),
+            },
+            Record::Delivered {
+                task: "t".into(),
+                exec: Some("e".into()),
+            },
+        ];
+        for r in all {
+            let line = r.encode();
+            assert_eq!(
+                Record::decode(line.trim_end().as_bytes()),
+                Some(r),
+                "{line}"
+            );
+        }
+        // Valid checksums over the wrong shapes are refused too.
+        for json in [
+            r#"{"op":"nope","task":"t"}"#,
+            r#"{"op":"process","task":"t","pgid":1}"#,
+            r#"{"op":"claimed","task":7,"backend":"d"}"#,
+            "[]",
+        ] {
+            let line = format!("{:08x} {json}", crc32(json.as_bytes()));
+            assert_eq!(Record::decode(line.as_bytes()), None, "{line}");
+        }
     }
 
     #[test]
