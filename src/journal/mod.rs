@@ -23,7 +23,6 @@
 
 mod record;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -85,12 +84,52 @@ struct Entry {
     ended: Option<Option<Terminal>>,
 }
 
+/// The executions not yet done, in the order they were claimed. A few entries (the tasks in
+/// flight), so a vector beats a map in code size and speed alike.
+#[derive(Default)]
+struct Live(Vec<(TaskRef, Entry)>);
+
+impl Live {
+    fn insert(&mut self, task: &TaskRef, entry: Entry) {
+        match self.get_mut(task) {
+            Some(e) => *e = entry,
+            None => self.0.push((task.clone(), entry)),
+        }
+    }
+
+    fn get_mut(&mut self, task: &TaskRef) -> Option<&mut Entry> {
+        self.0.iter_mut().find(|(t, _)| t == task).map(|(_, e)| e)
+    }
+
+    fn entry(&mut self, task: &TaskRef) -> &mut Entry {
+        if let Some(i) = self.0.iter().position(|(t, _)| t == task) {
+            return &mut self.0[i].1;
+        }
+        self.0.push((task.clone(), Entry::default()));
+        let last = self.0.len() - 1;
+        &mut self.0[last].1
+    }
+
+    fn remove(&mut self, task: &TaskRef) -> Option<Entry> {
+        let i = self.0.iter().position(|(t, _)| t == task)?;
+        Some(self.0.remove(i).1)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&TaskRef, &Entry)> {
+        self.0.iter().map(|(t, e)| (t, e))
+    }
+}
+
 struct Inner {
     /// `None` after a write error: the journal is off.
     file: Option<File>,
     /// Records written since the last fsync.
     dirty: bool,
-    live: BTreeMap<TaskRef, Entry>,
+    live: Live,
     size: u64,
 }
 
@@ -131,14 +170,14 @@ impl Journal {
             .map_err(err)?;
         let (live, skipped) = match File::open(dir.join(FILE)) {
             Ok(f) => read_live(f).map_err(err)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (BTreeMap::new(), 0),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Live::default(), 0),
             Err(e) => return Err(err(e)),
         };
         let mut replay = Replay {
             skipped,
             ..Replay::default()
         };
-        for (task, entry) in &live {
+        for (task, entry) in live.iter() {
             match &entry.ended {
                 Some(Some(terminal)) => replay.undelivered.push((task.clone(), terminal.clone())),
                 Some(None) => {}
@@ -174,7 +213,7 @@ impl Journal {
     pub fn claimed(&self, task: &TaskRef, backend: &str) {
         let mut inner = self.lock();
         inner.live.insert(
-            task.clone(),
+            task,
             Entry {
                 backend: backend.to_owned(),
                 ..Entry::default()
@@ -216,7 +255,7 @@ impl Journal {
                 inner.live.remove(task);
             }
             Some(t) => {
-                let entry = inner.live.entry(task.clone()).or_default();
+                let entry = inner.live.entry(task);
                 entry.ended = Some(Some(t.clone()));
             }
         }
@@ -309,7 +348,7 @@ impl Journal {
     fn compact(&self, inner: &mut Inner) -> io::Result<()> {
         let tmp = self.dir.join(TMP);
         let mut text = String::new();
-        for (task, entry) in &inner.live {
+        for (task, entry) in inner.live.iter() {
             for record in live_records(task, entry) {
                 text.push_str(&record.encode());
             }
@@ -366,8 +405,8 @@ fn live_records(task: &TaskRef, entry: &Entry) -> Vec<Record> {
 }
 
 /// Reads every line, skipping (and counting) the damaged ones, and folds them into the live set.
-fn read_live(f: File) -> io::Result<(BTreeMap<TaskRef, Entry>, usize)> {
-    let mut live: BTreeMap<TaskRef, Entry> = BTreeMap::new();
+fn read_live(f: File) -> io::Result<(Live, usize)> {
+    let mut live = Live::default();
     let mut skipped = 0;
     let mut reader = BufReader::new(f);
     let mut line = Vec::new();
@@ -389,7 +428,7 @@ fn read_live(f: File) -> io::Result<(BTreeMap<TaskRef, Entry>, usize)> {
     Ok((live, skipped))
 }
 
-fn apply(live: &mut BTreeMap<TaskRef, Entry>, record: Record) {
+fn apply(live: &mut Live, record: Record) {
     let (task_id, exec) = record.key();
     let task = TaskRef {
         task_id: task_id.to_owned(),
@@ -398,7 +437,7 @@ fn apply(live: &mut BTreeMap<TaskRef, Entry>, record: Record) {
     match record {
         Record::Claimed { backend, .. } => {
             live.insert(
-                task,
+                &task,
                 Entry {
                     backend,
                     ..Entry::default()
@@ -416,7 +455,7 @@ fn apply(live: &mut BTreeMap<TaskRef, Entry>, record: Record) {
         Record::Ended {
             terminal: Some(t), ..
         } => {
-            live.entry(task).or_default().ended = Some(Some(t));
+            live.entry(&task).ended = Some(Some(t));
         }
     }
 }
