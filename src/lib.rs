@@ -27,6 +27,7 @@ pub mod otlp;
 pub mod process;
 pub mod protocol;
 pub mod redact;
+pub mod reporting;
 pub mod run_once;
 pub mod sd_notify;
 pub mod settings;

@@ -208,6 +208,8 @@ pub struct BackendContext {
     pub cleanup: bool,
     /// `--server-root-url`.
     pub server_root_url: String,
+    /// The operator's `collect_task_logs`.
+    pub collect_task_logs: bool,
     pub timing: crate::settings::Timing,
 }
 
@@ -281,6 +283,7 @@ pub fn build(
         worker_id: settings.worker_id.clone(),
         cleanup: settings.cleanup,
         server_root_url: settings.server_root_url.clone(),
+        collect_task_logs: settings.collect_task_logs,
         timing: settings.timing.clone(),
     };
     match &settings.backend {

@@ -91,6 +91,7 @@ mod tests {
             instance_shape: None,
             harness: None,
             secrets: Vec::new(),
+            telemetry: None,
         }
     }
 
@@ -176,6 +177,7 @@ mod tests {
             instance_shape: None,
             harness: None,
             secrets: Vec::new(),
+            telemetry: None,
         };
         assert_eq!(
             dispatch_payload(&s, "w", "u"),

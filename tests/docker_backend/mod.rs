@@ -118,6 +118,7 @@ impl Fixture {
             worker_id: self.worker_id.clone(),
             cleanup,
             server_root_url: "https://oz.test".into(),
+            collect_task_logs: true,
             timing: Timing {
                 kill_grace: GRACE,
                 ..Timing::default()
@@ -174,6 +175,7 @@ impl Fixture {
             instance_shape: None,
             harness: None,
             secrets: vec![],
+            telemetry: None,
         }
     }
 

@@ -1,0 +1,361 @@
+//! What a task reports besides its outcome: setup-phase events to Warp's server and, when
+//! both the operator and the assignment ask for it, the task's logs to an OTLP collector.
+//!
+//! A backend opens one [`TaskReport`] per execution ([`TaskReport::start`]), marks its setup
+//! phases ([`TaskReport::begin`] / [`TaskReport::end`], or [`TaskReport::event`] with derived
+//! timestamps), forwards output lines ([`TaskReport::line`]) and closes it before returning
+//! ([`TaskReport::finish`]: the final log flush, ≤ 5 s). Nothing here can fail a task or
+//! delay its claim or start: events are posted by a detached thread, log records go through
+//! a bounded queue that drops (and counts) when full.
+//!
+//! What leaves the machine: the event names and timings; the task's output lines and setup
+//! events as log records, each passed through the task's redactor (its `env_vars` values, the
+//! bootstrap token, issued export tokens; also URL-, JSON- and line-wise shapes) and the
+//! process-wide one (the worker's API key, registry credentials) first.
+
+pub mod events;
+pub mod export;
+pub mod gate;
+pub mod proto;
+pub mod send;
+pub mod token;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
+use std::time::SystemTime;
+
+pub use events::{SetupEvent, SetupPhase};
+pub use gate::Telemetry;
+
+use events::EventPoster;
+use export::{Drops, LogExporter};
+use proto::{Envelope, Record, Severity, Value};
+use send::Transport;
+
+/// The logger scope of task records.
+pub const SCOPE: &str = "oz-agent-worker.task";
+/// Longest record body; longer (already redacted) text is cut on a character boundary.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// Process-wide drop counters (read by the metrics).
+static DROPS: LazyLock<Arc<Drops>> = LazyLock::new(|| Arc::new(Drops::default()));
+
+/// Task-log records dropped so far: (queue full, export failed).
+pub fn dropped_records() -> (u64, u64) {
+    (
+        DROPS.queue_full.load(Ordering::Relaxed),
+        DROPS.export_failed.load(Ordering::Relaxed),
+    )
+}
+
+/// A task's own redactor: its secrets in every shape, plus what is learnt while it runs.
+#[derive(Debug, Default)]
+pub struct TaskRedactor {
+    inner: RwLock<crate::redact::Redactor>,
+}
+
+impl TaskRedactor {
+    pub fn new<I, S>(values: I) -> TaskRedactor
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut r = crate::redact::Redactor::new();
+        let _ = r.add(values);
+        TaskRedactor {
+            inner: RwLock::new(r),
+        }
+    }
+
+    pub fn add(&self, value: &str) {
+        let _ = self
+            .inner
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add([value]);
+    }
+
+    /// The task's secrets, then the process-wide ones, replaced.
+    pub fn redact(&self, text: &str) -> String {
+        let own = self
+            .inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .redact(text)
+            .into_owned();
+        crate::redact::redact(&own).into_owned()
+    }
+}
+
+/// Worker-level facts.
+#[derive(Debug, Clone, Copy)]
+pub struct Reporting<'a> {
+    pub worker_id: &'a str,
+    pub backend: &'a str,
+    pub server_root_url: &'a str,
+    /// The operator switch `collect_task_logs`.
+    pub collect_task_logs: bool,
+}
+
+/// Task-level facts.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskFacts<'a> {
+    pub run_id: &'a str,
+    pub execution_id: Option<&'a str>,
+    /// The task's environment (its `env_vars` last); `WARP_API_KEY` and
+    /// `WARP_WORKLOAD_TOKEN` are read from it.
+    pub env: &'a [(String, String)],
+    /// Values to redact (the `env_vars` values and the bootstrap token).
+    pub secrets: &'a [String],
+    pub telemetry: Option<Telemetry<'a>>,
+}
+
+/// A phase being timed.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a phase is reported by TaskReport::end"]
+pub struct Span {
+    phase: SetupPhase,
+    start: SystemTime,
+}
+
+/// One execution's reporting.
+#[derive(Debug)]
+pub struct TaskReport {
+    run_id: String,
+    events: Option<EventPoster>,
+    logs: Option<LogExporter>,
+    redactor: Arc<TaskRedactor>,
+}
+
+impl TaskReport {
+    /// Reports nothing.
+    pub fn disabled() -> TaskReport {
+        TaskReport {
+            run_id: String::new(),
+            events: None,
+            logs: None,
+            redactor: Arc::new(TaskRedactor::default()),
+        }
+    }
+
+    /// [`TaskReport::start`] over `transport`. Logs one WARN when setup events cannot be
+    /// reported, and one when task logs were asked for but cannot be exported.
+    pub fn start_with(
+        reporting: &Reporting<'_>,
+        task: &TaskFacts<'_>,
+        transport: Arc<dyn Transport>,
+    ) -> TaskReport {
+        let run_id = task.run_id;
+        let redactor = Arc::new(TaskRedactor::new(task.secrets));
+        let events = match gate::events(reporting.server_root_url, task.env) {
+            Ok((root, creds)) => EventPoster::spawn(
+                root,
+                run_id.to_owned(),
+                creds,
+                Arc::clone(&transport),
+                Arc::clone(&redactor),
+            ),
+            Err(why) => {
+                log::warn!("Task {run_id}: setup events will not be reported: {why}");
+                None
+            }
+        };
+        let logs = match gate::logs(
+            reporting.collect_task_logs,
+            task.telemetry,
+            reporting.server_root_url,
+            task.env,
+        ) {
+            gate::Logs::Off => None,
+            gate::Logs::Unavailable(why) => {
+                log::warn!("Task log reporting unavailable for task {run_id}: {why}");
+                None
+            }
+            gate::Logs::On(plan) => {
+                let bearer = token::IdentityTokens::new(
+                    plan.token_url,
+                    run_id.to_owned(),
+                    plan.credentials,
+                    Arc::clone(&transport),
+                    Arc::clone(&redactor),
+                );
+                let target = export::Target {
+                    url: plan.logs_url,
+                    envelope: envelope(reporting, task),
+                    transport,
+                    bearer: Box::new(bearer),
+                };
+                match LogExporter::spawn(run_id, target, Arc::clone(&DROPS)) {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        log::warn!(
+                            "Task log reporting unavailable for task {run_id}: cannot start a \
+                             thread: {e}"
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        TaskReport {
+            run_id: run_id.to_owned(),
+            events,
+            logs,
+            redactor,
+        }
+    }
+
+    /// True when log lines are exported (callers may skip building them otherwise).
+    pub fn logs_enabled(&self) -> bool {
+        self.logs.is_some()
+    }
+
+    /// Starts timing `phase`.
+    pub fn begin(&self, phase: SetupPhase) -> Span {
+        Span {
+            phase,
+            start: SystemTime::now(),
+        }
+    }
+
+    /// Reports a timed phase, unless the task was cancelled meanwhile (a cancelled phase is
+    /// neither a success nor a failure).
+    pub fn end(&self, span: Span, is_error: bool, cancelled: bool) {
+        if !cancelled {
+            self.event(span.phase, span.start, SystemTime::now(), is_error);
+        }
+    }
+
+    /// Reports a phase with known timestamps (Kubernetes derives them from pod status). A
+    /// zero or inverted range is skipped.
+    pub fn event(&self, phase: SetupPhase, start: SystemTime, finish: SystemTime, is_error: bool) {
+        if finish < start || start == SystemTime::UNIX_EPOCH {
+            return;
+        }
+        let event = SetupEvent {
+            phase,
+            start,
+            finish,
+            is_error,
+        };
+        if let Some(logs) = &self.logs {
+            logs.push(Record {
+                time: finish,
+                severity: Severity::Info,
+                body: phase.event_name().to_owned(),
+                attributes: vec![
+                    ("log.source", Value::Str("worker".into())),
+                    ("event.name", Value::Str(phase.event_name().into())),
+                    ("start_ts", Value::Str(events::timestamp(start))),
+                    ("finish_ts", Value::Str(events::timestamp(finish))),
+                    ("latency_ms", Value::Double(event.latency_ms())),
+                    ("is_error", Value::Bool(is_error)),
+                ],
+            });
+        }
+        if let Some(poster) = &self.events {
+            poster.send(event);
+        }
+    }
+
+    /// Exports one output line from `source` (`agent.stdout`, `container.stderr`, ...) with
+    /// extra attributes. Redacted and bounded here; a no-op when logs are not exported.
+    pub fn line(&self, source: &'static str, attributes: &[(&'static str, &str)], text: &str) {
+        let Some(logs) = &self.logs else { return };
+        let mut body = self.redactor.redact(text);
+        truncate(&mut body, MAX_BODY);
+        let mut attrs = Vec::with_capacity(attributes.len() + 1);
+        attrs.push(("log.source", Value::Str(source.to_owned())));
+        attrs.extend(
+            attributes
+                .iter()
+                .map(|(k, v)| (*k, Value::Str(self.redactor.redact(v)))),
+        );
+        logs.push(Record {
+            time: SystemTime::now(),
+            severity: Severity::Info,
+            body,
+            attributes: attrs,
+        });
+    }
+
+    /// Flushes the task's logs (≤ 5 s) and lets the event poster finish on its own.
+    pub fn finish(mut self) {
+        if let Some(logs) = self.logs.take() {
+            let dropped = logs.dropped();
+            if dropped > 0 {
+                log::warn!(
+                    "Task {}: {dropped} log record(s) were dropped: the export queue was full",
+                    self.run_id
+                );
+            }
+            if !logs.finish() {
+                log::warn!(
+                    "Task {}: the final task log flush did not finish within {:?}",
+                    self.run_id,
+                    export::FINAL_FLUSH
+                );
+            }
+        }
+    }
+}
+
+fn envelope(reporting: &Reporting<'_>, task: &TaskFacts<'_>) -> Envelope {
+    Envelope {
+        resource: vec![
+            ("service.name", "oz-agent-worker".to_owned()),
+            ("worker.id", reporting.worker_id.to_owned()),
+            ("worker.backend", reporting.backend.to_owned()),
+            ("run_id", task.run_id.to_owned()),
+            ("execution_id", task.execution_id.unwrap_or("").to_owned()),
+        ],
+        scope_name: SCOPE,
+        scope_version: crate::VERSION,
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_characters_whole() {
+        let mut s = "é".repeat(10);
+        truncate(&mut s, 5);
+        assert_eq!(s, "éé");
+        let mut t = "abc".to_owned();
+        truncate(&mut t, 5);
+        assert_eq!(t, "abc");
+    }
+
+    #[test]
+    fn task_redactor_covers_shapes_and_later_values() {
+        let r = TaskRedactor::new(["s3cr3t-value"]);
+        assert_eq!(r.redact("a s3cr3t-value b"), "a [REDACTED] b");
+        assert_eq!(r.redact(r#"{"k":"s3cr3t-value"}"#), r#"{"k":"[REDACTED]"}"#);
+        assert_eq!(r.redact("tok-123456"), "tok-123456");
+        r.add("tok-123456");
+        assert_eq!(r.redact("tok-123456"), "[REDACTED]");
+    }
+
+    #[test]
+    fn disabled_report_accepts_everything() {
+        let r = TaskReport::disabled();
+        let s = r.begin(SetupPhase::ImagePull);
+        r.end(s, false, false);
+        r.line("agent.stdout", &[], "x");
+        assert!(!r.logs_enabled());
+        r.finish();
+    }
+}
