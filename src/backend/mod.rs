@@ -213,6 +213,38 @@ pub struct BackendContext {
     pub timing: crate::settings::Timing,
 }
 
+/// Opens one execution's reporting (setup events; task logs when the operator and the
+/// assignment allow it). Every backend with setup phases or output calls this once per
+/// execution and [`crate::reporting::TaskReport::finish`] before returning.
+pub fn task_report(
+    ctx: &BackendContext,
+    kind: BackendKind,
+    spec: &TaskSpec,
+) -> crate::reporting::TaskReport {
+    let telemetry = spec
+        .telemetry
+        .as_ref()
+        .map(|t| crate::reporting::Telemetry {
+            endpoint: &t.endpoint,
+            logging_enabled: t.logging_enabled,
+        });
+    crate::reporting::TaskReport::start(
+        &crate::reporting::Reporting {
+            worker_id: &ctx.worker_id,
+            backend: kind.as_str(),
+            server_root_url: &ctx.server_root_url,
+            collect_task_logs: ctx.collect_task_logs,
+        },
+        &crate::reporting::TaskFacts {
+            run_id: &spec.task_id,
+            execution_id: spec.execution_id.as_deref(),
+            env: &spec.env,
+            secrets: &spec.secrets,
+            telemetry,
+        },
+    )
+}
+
 /// An execution backend.
 pub trait Backend: Send + Sync {
     /// Which backend this is.

@@ -46,11 +46,27 @@ pub struct Target {
 
 /// The task's side of the exporter.
 pub struct LogExporter {
-    tx: Option<Sender<Record>>,
+    sink: Option<RecordSink>,
     done: Receiver<()>,
+}
+
+/// Queues records for one exporter; cloned into the threads that forward output.
+#[derive(Clone)]
+pub struct RecordSink {
+    tx: Sender<Record>,
     drops: Arc<Drops>,
-    /// Also counted here, for the caller's summary line.
-    own_drops: AtomicU64,
+    /// This task's queue-full drops, for its summary line.
+    own_drops: Arc<AtomicU64>,
+}
+
+impl RecordSink {
+    /// Queues one record; never blocks. A full queue drops it (counted).
+    pub fn push(&self, record: Record) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(record) {
+            self.drops.queue_full.fetch_add(1, Ordering::Relaxed);
+            self.own_drops.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl std::fmt::Debug for LogExporter {
@@ -80,31 +96,38 @@ impl LogExporter {
                 let _ = done_tx.send(());
             })?;
         Ok(LogExporter {
-            tx: Some(tx),
+            sink: Some(RecordSink {
+                tx,
+                drops,
+                own_drops: Arc::new(AtomicU64::new(0)),
+            }),
             done,
-            drops,
-            own_drops: AtomicU64::new(0),
         })
     }
 
     /// Queues one record; never blocks. A full queue drops it (counted).
     pub fn push(&self, record: Record) {
-        let Some(tx) = &self.tx else { return };
-        if let Err(TrySendError::Full(_)) = tx.try_send(record) {
-            self.drops.queue_full.fetch_add(1, Ordering::Relaxed);
-            self.own_drops.fetch_add(1, Ordering::Relaxed);
+        if let Some(sink) = &self.sink {
+            sink.push(record);
         }
+    }
+
+    /// Another handle on the queue (for a thread that forwards output).
+    pub fn sink(&self) -> Option<RecordSink> {
+        self.sink.clone()
     }
 
     /// Records this task dropped because its queue was full.
     pub fn dropped(&self) -> u64 {
-        self.own_drops.load(Ordering::Relaxed)
+        self.sink
+            .as_ref()
+            .map_or(0, |s| s.own_drops.load(Ordering::Relaxed))
     }
 
-    /// Closes the queue and waits at most [`FINAL_FLUSH`] for what is queued to be exported.
-    /// True when the flush finished in time.
+    /// Closes the queue and waits at most [`FINAL_FLUSH`] for what is queued to be exported
+    /// (every [`RecordSink`] must be gone by then). True when the flush finished in time.
     pub fn finish(mut self) -> bool {
-        drop(self.tx.take());
+        drop(self.sink.take());
         self.done
             .recv_timeout(FINAL_FLUSH + Duration::from_millis(100))
             .is_ok()

@@ -138,6 +138,11 @@ impl TaskReport {
         }
     }
 
+    /// Opens the task's reporting over the worker's HTTP client.
+    pub fn start(reporting: &Reporting<'_>, task: &TaskFacts<'_>) -> TaskReport {
+        TaskReport::start_with(reporting, task, Arc::new(send::Unwired))
+    }
+
     /// [`TaskReport::start`] over `transport`. Logs one WARN when setup events cannot be
     /// reported, and one when task logs were asked for but cannot be exported.
     pub fn start_with(
@@ -261,26 +266,29 @@ impl TaskReport {
     /// Exports one output line from `source` (`agent.stdout`, `container.stderr`, ...) with
     /// extra attributes. Redacted and bounded here; a no-op when logs are not exported.
     pub fn line(&self, source: &'static str, attributes: &[(&'static str, &str)], text: &str) {
-        let Some(logs) = &self.logs else { return };
-        let mut body = self.redactor.redact(text);
-        truncate(&mut body, MAX_BODY);
-        let mut attrs = Vec::with_capacity(attributes.len() + 1);
-        attrs.push(("log.source", Value::Str(source.to_owned())));
-        attrs.extend(
-            attributes
-                .iter()
-                .map(|(k, v)| (*k, Value::Str(self.redactor.redact(v)))),
-        );
-        logs.push(Record {
-            time: SystemTime::now(),
-            severity: Severity::Info,
-            body,
-            attributes: attrs,
-        });
+        if let Some(logs) = &self.logs {
+            push_line(&self.redactor, |r| logs.push(r), source, attributes, text);
+        }
     }
 
-    /// Flushes the task's logs (≤ 5 s) and lets the event poster finish on its own.
-    pub fn finish(mut self) {
+    /// A handle for a thread that forwards output (Docker's log follower). It must be dropped
+    /// before [`TaskReport::finish`] for the final flush to complete.
+    pub fn lines(&self) -> LineSink {
+        LineSink {
+            records: self.logs.as_ref().and_then(LogExporter::sink),
+            redactor: Arc::clone(&self.redactor),
+        }
+    }
+
+    /// Flushes the task's logs (≤ 5 s) and lets the event poster finish on its own. Dropping
+    /// the report does the same.
+    pub fn finish(self) {
+        drop(self);
+    }
+}
+
+impl Drop for TaskReport {
+    fn drop(&mut self) {
         if let Some(logs) = self.logs.take() {
             let dropped = logs.dropped();
             if dropped > 0 {
@@ -298,6 +306,51 @@ impl TaskReport {
             }
         }
     }
+}
+
+/// [`TaskReport::line`] for another thread.
+pub struct LineSink {
+    records: Option<export::RecordSink>,
+    redactor: Arc<TaskRedactor>,
+}
+
+impl LineSink {
+    /// See [`TaskReport::line`].
+    pub fn line(&self, source: &'static str, attributes: &[(&'static str, &str)], text: &str) {
+        if let Some(records) = &self.records {
+            push_line(
+                &self.redactor,
+                |r| records.push(r),
+                source,
+                attributes,
+                text,
+            );
+        }
+    }
+}
+
+fn push_line(
+    redactor: &TaskRedactor,
+    push: impl FnOnce(Record),
+    source: &'static str,
+    attributes: &[(&'static str, &str)],
+    text: &str,
+) {
+    let mut body = redactor.redact(text);
+    truncate(&mut body, MAX_BODY);
+    let mut attrs = Vec::with_capacity(attributes.len() + 1);
+    attrs.push(("log.source", Value::Str(source.to_owned())));
+    attrs.extend(
+        attributes
+            .iter()
+            .map(|(k, v)| (*k, Value::Str(redactor.redact(v)))),
+    );
+    push(Record {
+        time: SystemTime::now(),
+        severity: Severity::Info,
+        body,
+        attributes: attrs,
+    });
 }
 
 fn envelope(reporting: &Reporting<'_>, task: &TaskFacts<'_>) -> Envelope {
