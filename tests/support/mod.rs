@@ -7,5 +7,7 @@ pub mod collector;
 pub mod docker_images;
 pub mod harness;
 pub mod log_capture;
+pub mod otlp_logs;
 pub mod oz_server;
 pub mod proxy;
+pub mod warp_api;

@@ -6,6 +6,7 @@ mod daemon;
 mod docker;
 mod faults;
 mod ops;
+mod reporting;
 mod shutdown;
 
 use std::path::{Path, PathBuf};
