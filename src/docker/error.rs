@@ -6,30 +6,11 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::codec::CodecError;
 use super::frames::FrameError;
+use crate::http::HttpError;
+use crate::http::codec::CodecError;
 
-/// The I/O phase of a request; timeouts and I/O errors name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Connect,
-    SendRequest,
-    SendBody,
-    ReceiveHead,
-    ReceiveBody,
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Phase::Connect => "connecting",
-            Phase::SendRequest => "sending the request",
-            Phase::SendBody => "sending the request body",
-            Phase::ReceiveHead => "waiting for the response head",
-            Phase::ReceiveBody => "receiving the response body",
-        })
-    }
-}
+pub use crate::http::Phase;
 
 /// Everything that can go wrong talking to Docker. Non-2xx answers that an endpoint does not
 /// model as data (see each method) arrive as [`DockerError::Status`].
@@ -220,6 +201,70 @@ impl fmt::Display for DockerError {
             DockerError::Credentials { registry, message } => {
                 write!(f, "registry credentials for {registry}: {message}")
             }
+        }
+    }
+}
+
+impl From<HttpError> for DockerError {
+    /// The shared client's error in Docker's words. The endpoint text is already Docker's
+    /// (`unix://…`, `tcp://…`): [`super::Endpoint`] labels the HTTP endpoint that way.
+    fn from(e: HttpError) -> DockerError {
+        match e {
+            HttpError::Config(message) => DockerError::Config(message),
+            HttpError::NoSocket { path } => DockerError::NoSocket { path },
+            HttpError::PermissionDenied { path } => DockerError::PermissionDenied { path },
+            HttpError::Connect {
+                phase,
+                endpoint,
+                source,
+            } => DockerError::Connect {
+                endpoint,
+                source: match phase {
+                    Phase::Connect => source,
+                    // Keep the kind (refused, timed out) and say which step failed.
+                    _ => io::Error::new(source.kind(), format!("{phase}: {source}")),
+                },
+            },
+            HttpError::ProxyStatus { proxy, status } => DockerError::Config(format!(
+                "proxy {proxy} refused CONNECT to the Docker daemon: HTTP {status}"
+            )),
+            HttpError::Timeout {
+                phase,
+                endpoint,
+                request,
+                after,
+            } => DockerError::Timeout {
+                phase,
+                endpoint,
+                request,
+                after,
+            },
+            HttpError::Io {
+                phase,
+                endpoint,
+                request,
+                source,
+            } => DockerError::Io {
+                phase,
+                endpoint,
+                request,
+                source,
+            },
+            HttpError::BodySource { request, source } => {
+                DockerError::BodySource { request, source }
+            }
+            HttpError::Protocol {
+                endpoint,
+                request,
+                source,
+            } => DockerError::Protocol {
+                endpoint,
+                request,
+                source,
+            },
+            HttpError::TooLarge { request, limit } => DockerError::TooLarge { request, limit },
+            HttpError::Json { request, message } => DockerError::Json { request, message },
+            HttpError::Aborted { request } => DockerError::Aborted { request },
         }
     }
 }

@@ -1,8 +1,14 @@
-//! The driver against scripted unix-socket servers: phases, deadlines, hostile daemons.
+//! The shared HTTP driver through the Docker client, against scripted unix-socket servers:
+//! phases, deadlines, hostile daemons, and Docker's reading of the answers.
 
 use super::*;
+use crate::docker::{Endpoint, Phase};
+use crate::http::{Abort, Body, Timeouts, codec};
+
 use crate::docker::client::Client;
 use crate::docker::testutil::TempDir;
+use std::io::{self, Read, Write};
+use std::time::Duration;
 
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::mpsc;

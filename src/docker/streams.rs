@@ -5,8 +5,7 @@ use std::io::{self, Read, Write};
 use super::client::{Client, query, segment};
 use super::error::DockerError;
 use super::frames::{Demuxer, StreamKind};
-use super::http::{Body, BodyReader, Timeouts};
-use super::transport::{Registration, Stream};
+use crate::http::{Body, BodyReader, Registration, Stream, Timeouts};
 
 /// What `logs` returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
