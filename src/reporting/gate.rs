@@ -144,11 +144,17 @@ pub fn check_url(url: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// `s` escaped for one URL path segment (RFC 3986 unreserved characters kept).
+/// `s` escaped for one URL path segment, as Go's `url.PathEscape` (unreserved characters and
+/// `$&+:=@` kept).
 pub fn path_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'_' | b'~' | b'$' | b'&' | b'+' | b':' | b'=' | b'@'
+            )
+        {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -249,6 +255,7 @@ mod tests {
         assert!(check_url("HTTPS://[::1]:1/x").is_ok());
         assert!(check_url("https://[]:1").is_err());
         assert_eq!(path_escape("run 1/ä"), "run%201%2F%C3%A4");
-        assert_eq!(path_escape("a-b_c.d~"), "a-b_c.d~");
+        assert_eq!(path_escape("a-b_c.d~$&+:=@"), "a-b_c.d~$&+:=@");
+        assert_eq!(path_escape(";,?#%"), "%3B%2C%3F%23%25");
     }
 }

@@ -16,6 +16,7 @@
 pub mod events;
 pub mod export;
 pub mod gate;
+pub mod http;
 pub mod proto;
 pub mod send;
 pub mod token;
@@ -140,7 +141,7 @@ impl TaskReport {
 
     /// Opens the task's reporting over the worker's HTTP client.
     pub fn start(reporting: &Reporting<'_>, task: &TaskFacts<'_>) -> TaskReport {
-        TaskReport::start_with(reporting, task, Arc::new(send::Unwired))
+        TaskReport::start_with(reporting, task, Arc::new(http::HttpTransport::new()))
     }
 
     /// [`TaskReport::start`] over `transport`. Logs one WARN when setup events cannot be

@@ -2,7 +2,7 @@
 //! most a few bytes of the answer kept.
 //!
 //! A trait so the batching and posting logic is tested without sockets; the worker's own
-//! implementation is [`HttpTransport`], on the shared client in `crate::http`.
+//! implementation is [`super::http::HttpTransport`], on the shared client in `crate::http`.
 
 use std::fmt;
 use std::time::Duration;
@@ -52,14 +52,4 @@ impl std::error::Error for SendError {}
 pub trait Transport: Send + Sync {
     /// Sends `request` and returns the answer; a 3xx is returned as it is, never followed.
     fn post(&self, request: &Request) -> Result<Reply, SendError>;
-}
-
-/// Placeholder until the shared HTTP client serves reporting: every POST fails.
-#[derive(Debug)]
-pub struct Unwired;
-
-impl Transport for Unwired {
-    fn post(&self, _: &Request) -> Result<Reply, SendError> {
-        Err(SendError("no HTTP transport".into()))
-    }
 }

@@ -53,21 +53,21 @@ fn setup_events_carry_the_task_credentials_and_the_event_body() {
     let oz = OzServer::start();
     let warp = FakeWarp::start();
     let w = start_reporting(&dir, &oz, &warp, &[]);
-    oz.push_json(&reporting_assignment("t-ev/1", "true", None))
+    oz.push_json(&reporting_assignment("t-ev,1", "true", None))
         .unwrap();
-    expect(&oz, "task_claimed", "t-ev/1");
-    expect(&oz, "task_completed", "t-ev/1");
+    expect(&oz, "task_claimed", "t-ev,1");
+    expect(&oz, "task_completed", "t-ev,1");
     let posts = warp.wait_for(T, |p| p.iter().any(|p| p.is_event()));
     let events: Vec<_> = posts.iter().filter(|p| p.is_event()).collect();
     assert_eq!(events.len(), 1, "only the direct setup hook is a phase");
     let e = events[0];
     // The run id is path-escaped.
-    assert_eq!(e.path, "/api/v1/agent/runs/t-ev%2F1/client-events");
+    assert_eq!(e.path, "/api/v1/agent/runs/t-ev%2C1/client-events");
     assert_eq!(
         e.header("authorization"),
         Some(format!("Bearer {TASK_KEY}").as_str())
     );
-    assert_eq!(e.header("x-warp-cloud-agent-id"), Some("t-ev/1"));
+    assert_eq!(e.header("x-warp-cloud-agent-id"), Some("t-ev,1"));
     assert_eq!(e.header("x-warp-ambient-workload-token"), Some(WORKLOAD));
     assert_eq!(e.header("content-type"), Some("application/json"));
     let body = e.json();
