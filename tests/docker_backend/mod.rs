@@ -11,6 +11,7 @@ mod debian_registry;
 mod images;
 mod lifecycle;
 mod registry;
+mod reporting;
 mod run;
 mod sidecar;
 
