@@ -403,6 +403,156 @@ mod tests {
         assert_eq!(r.redact("tok-123456"), "[REDACTED]");
     }
 
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::send::{Reply, Request, SendError};
+
+    /// Records every request and answers 200 (the identity mutation with a token).
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Request>>);
+
+    impl Transport for Recorder {
+        fn post(&self, r: &Request) -> Result<Reply, SendError> {
+            self.0.lock().unwrap().push(r.clone());
+            let body = if r.url.ends_with("/graphql/v2") {
+                br#"{"data":{"issueTaskIdentityToken":{"__typename":"IssueTaskIdentityTokenOutput","token":"issued-1","expiresAt":"2099-01-01T00:00:00Z"}}}"#.to_vec()
+            } else {
+                Vec::new()
+            };
+            Ok(Reply { status: 200, body })
+        }
+    }
+
+    impl Recorder {
+        fn urls(&self) -> Vec<String> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|r| r.url.clone())
+                .collect()
+        }
+
+        /// Waits (bounded) for `n` requests: events are posted by another thread.
+        fn wait(&self, n: usize) -> Vec<Request> {
+            for _ in 0..2000 {
+                if self.0.lock().unwrap().len() >= n {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    fn env() -> Vec<(String, String)> {
+        vec![
+            ("WARP_API_KEY".into(), "key-1234".into()),
+            ("WARP_WORKLOAD_TOKEN".into(), "wl-1234".into()),
+        ]
+    }
+
+    fn open(t: &Arc<Recorder>, logs: bool, env: &[(String, String)]) -> TaskReport {
+        TaskReport::start_with(
+            &Reporting {
+                worker_id: "w",
+                backend: "direct",
+                server_root_url: "http://root",
+                collect_task_logs: true,
+            },
+            &TaskFacts {
+                run_id: "run",
+                execution_id: None,
+                env,
+                secrets: &["key-1234".to_owned()],
+                telemetry: Some(Telemetry {
+                    endpoint: "http://collector",
+                    logging_enabled: logs,
+                }),
+            },
+            Arc::clone(t) as Arc<dyn Transport>,
+        )
+    }
+
+    #[test]
+    fn cancelled_and_empty_phases_are_not_reported() {
+        let t = Arc::new(Recorder::default());
+        let r = open(&t, false, &env());
+        let s = r.begin(SetupPhase::SetupCommand);
+        r.end(s, true, true);
+        let now = SystemTime::now();
+        r.event(
+            SetupPhase::PodSchedule,
+            now,
+            now - Duration::from_secs(1),
+            false,
+        );
+        r.event(SetupPhase::PodSchedule, SystemTime::UNIX_EPOCH, now, false);
+        r.event(
+            SetupPhase::JobCreate,
+            now - Duration::from_millis(1500),
+            now,
+            false,
+        );
+        let seen = t.wait(1);
+        r.finish();
+        assert_eq!(seen.len(), 1);
+        let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+        assert_eq!(body["event_name"], "setup_worker_job_create");
+        assert_eq!(body["payload"]["latency_ms"], 1500.0);
+        assert_eq!(
+            seen[0].url,
+            "http://root/api/v1/agent/runs/run/client-events"
+        );
+    }
+
+    #[test]
+    fn without_a_task_key_nothing_is_posted() {
+        let t = Arc::new(Recorder::default());
+        let r = open(&t, true, &[]);
+        let s = r.begin(SetupPhase::ImagePull);
+        r.end(s, false, false);
+        r.line("agent.stdout", &[], "hello");
+        assert!(!r.logs_enabled());
+        r.finish();
+        assert!(t.urls().is_empty());
+    }
+
+    #[test]
+    fn lines_and_events_become_redacted_records_flushed_at_finish() {
+        let t = Arc::new(Recorder::default());
+        let r = open(&t, true, &env());
+        assert!(r.logs_enabled());
+        let s = r.begin(SetupPhase::SetupCommand);
+        r.end(s, false, false);
+        r.line("agent.stdout", &[], "the key is key-1234");
+        let sink = r.lines();
+        std::thread::spawn(move || {
+            sink.line(
+                "container.stderr",
+                &[("log.iostream", "stderr")],
+                &"é".repeat(20_000),
+            );
+        })
+        .join()
+        .unwrap();
+        r.finish();
+        let reqs = t.wait(3);
+        let logs: Vec<&Request> = reqs
+            .iter()
+            .filter(|r| r.url == "http://collector/v1/logs")
+            .collect();
+        assert_eq!(logs.len(), 1, "one batch at finish");
+        assert_eq!(logs[0].headers[0].1, "Bearer issued-1");
+        let body = String::from_utf8_lossy(&logs[0].body);
+        assert!(body.contains("the key is [REDACTED]"));
+        assert!(!body.contains("key-1234"));
+        assert!(body.contains("setup_worker_setup_command"));
+        // The 40,000-byte line was cut to 16 KiB on a character boundary.
+        assert_eq!(body.matches('é').count(), MAX_BODY / 2);
+    }
+
     #[test]
     fn disabled_report_accepts_everything() {
         let r = TaskReport::disabled();
