@@ -15,6 +15,7 @@
 //! | `oz_worker_task_duration_seconds`        | histogram | `result` (not primed)          |
 //! | `oz_worker_task_failures_total`          | counter   | `phase`, `reason`              |
 //! | `oz_worker_websocket_reconnects_total`   | counter   | `reason`                       |
+//! | `oz_worker_task_log_records_dropped_total` | counter | `reason` (`queue_full`, `export_failed`) |
 //! | `oz_worker_info`                         | gauge = 1 | `backend`, `version`, `worker_id` |
 //!
 //! Every labelled counter is primed: all its label combinations exist at 0 from the start, so
@@ -293,6 +294,8 @@ impl Metrics {
                 })
             })
             .collect();
+        let (queue_full, export_failed) = crate::reporting::dropped_records();
+        let drops = |v: u64| int(i64::try_from(v).unwrap_or(i64::MAX));
         let info = &self.info;
         let fam = |name, help, kind, points| Family {
             name,
@@ -370,6 +373,19 @@ impl Metrics {
                         .collect::<Vec<_>>(),
                     &self.reconnects,
                 ),
+            ),
+            fam(
+                "oz_worker_task_log_records_dropped_total",
+                "Task log records not exported, by reason: the task's export queue was full, \
+                 or the collector did not take the batch.",
+                Kind::Counter,
+                vec![
+                    Point::new(vec![("reason", "queue_full".to_owned())], drops(queue_full)),
+                    Point::new(
+                        vec![("reason", "export_failed".to_owned())],
+                        drops(export_failed),
+                    ),
+                ],
             ),
             fam(
                 "oz_worker_info",

@@ -267,7 +267,8 @@ fn logging_never_changes_the_outcome() {
         logs_status: 500,
         ..Behaviour::default()
     });
-    let mut w = start_reporting(&dir, &oz, &warp, &[]);
+    let mut w = start_reporting(&dir, &oz, &warp, &["--metrics-addr", "127.0.0.1:0"]);
+    let addr = super::ops::ops_addr(&mut w);
     // A collector that refuses everything.
     oz.push_json(&reporting_assignment(
         "t-refuse",
@@ -282,6 +283,20 @@ fn logging_never_changes_the_outcome() {
     w.wait_for_log(
         "Task t-refuse: task log export failed (the collector answered HTTP 500)",
         T,
+    );
+    // The refused records are counted.
+    let (_, metrics) = super::ops::get(&addr, "/metrics");
+    let failed = super::ops::sample(
+        &metrics,
+        r#"oz_worker_task_log_records_dropped_total{reason="export_failed"}"#,
+    );
+    assert!(failed >= 5.0, "{failed}");
+    assert_eq!(
+        super::ops::sample(
+            &metrics,
+            r#"oz_worker_task_log_records_dropped_total{reason="queue_full"}"#
+        ),
+        0.0
     );
     // A collector endpoint that fails the preconditions: one WARN, the task proceeds.
     let mut bad = reporting_assignment("t-badurl", "true", Some("https://u:p@collector"));
