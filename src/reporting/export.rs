@@ -60,11 +60,21 @@ pub struct RecordSink {
 }
 
 impl RecordSink {
+    /// True when the queue is full: the caller may count a drop without building the record.
+    pub fn is_full(&self) -> bool {
+        self.tx.is_full()
+    }
+
+    /// Counts one record dropped because the queue was full.
+    pub fn count_drop(&self) {
+        self.drops.queue_full.fetch_add(1, Ordering::Relaxed);
+        self.own_drops.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Queues one record; never blocks. A full queue drops it (counted).
     pub fn push(&self, record: Record) {
         if let Err(TrySendError::Full(_)) = self.tx.try_send(record) {
-            self.drops.queue_full.fetch_add(1, Ordering::Relaxed);
-            self.own_drops.fetch_add(1, Ordering::Relaxed);
+            self.count_drop();
         }
     }
 }
@@ -115,6 +125,11 @@ impl LogExporter {
     /// Another handle on the queue (for a thread that forwards output).
     pub fn sink(&self) -> Option<RecordSink> {
         self.sink.clone()
+    }
+
+    /// The exporter's own handle on the queue.
+    pub fn own_sink(&self) -> Option<&RecordSink> {
+        self.sink.as_ref()
     }
 
     /// Records this task dropped because its queue was full.

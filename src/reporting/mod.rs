@@ -266,9 +266,9 @@ impl TaskReport {
 
     /// Exports one output line from `source` (`agent.stdout`, `container.stderr`, ...) with
     /// extra attributes. Redacted and bounded here; a no-op when logs are not exported.
-    pub fn line(&self, source: &'static str, attributes: &[(&'static str, &str)], text: &str) {
-        if let Some(logs) = &self.logs {
-            push_line(&self.redactor, |r| logs.push(r), source, attributes, text);
+    pub fn line(&self, source: &str, attributes: &[(&'static str, &str)], text: &str) {
+        if let Some(sink) = self.logs.as_ref().and_then(LogExporter::own_sink) {
+            push_line(&self.redactor, sink, source, attributes, text);
         }
     }
 
@@ -317,26 +317,25 @@ pub struct LineSink {
 
 impl LineSink {
     /// See [`TaskReport::line`].
-    pub fn line(&self, source: &'static str, attributes: &[(&'static str, &str)], text: &str) {
+    pub fn line(&self, source: &str, attributes: &[(&'static str, &str)], text: &str) {
         if let Some(records) = &self.records {
-            push_line(
-                &self.redactor,
-                |r| records.push(r),
-                source,
-                attributes,
-                text,
-            );
+            push_line(&self.redactor, records, source, attributes, text);
         }
     }
 }
 
 fn push_line(
     redactor: &TaskRedactor,
-    push: impl FnOnce(Record),
-    source: &'static str,
+    sink: &export::RecordSink,
+    source: &str,
     attributes: &[(&'static str, &str)],
     text: &str,
 ) {
+    // Under overload the line is dropped before it costs a redaction.
+    if sink.is_full() {
+        sink.count_drop();
+        return;
+    }
     let mut body = redactor.redact(text);
     truncate(&mut body, MAX_BODY);
     let mut attrs = Vec::with_capacity(attributes.len() + 1);
@@ -346,7 +345,7 @@ fn push_line(
             .iter()
             .map(|(k, v)| (*k, Value::Str(redactor.redact(v)))),
     );
-    push(Record {
+    sink.push(Record {
         time: SystemTime::now(),
         severity: Severity::Info,
         body,

@@ -96,7 +96,6 @@ impl FakeWarp {
     pub fn start_with(behaviour: Behaviour) -> FakeWarp {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        listener.set_nonblocking(true).unwrap();
         let state = Arc::new((Mutex::new(State::default()), Condvar::new()));
         let behaviour = Arc::new(Mutex::new(behaviour));
         let stop = Arc::new(AtomicBool::new(false));
@@ -110,8 +109,11 @@ impl FakeWarp {
         thread::Builder::new()
             .name("fake-warp".into())
             .spawn(move || {
+                // Blocking accept (a polling loop would add milliseconds to every request);
+                // `Drop` wakes it with a connection of its own.
                 while !sp.load(Ordering::Relaxed) {
                     match listener.accept() {
+                        Ok(_) if sp.load(Ordering::Relaxed) => break,
                         Ok((stream, _)) => {
                             let (st, bh, sp, hd) = (
                                 Arc::clone(&st),
@@ -197,6 +199,7 @@ impl FakeWarp {
 impl Drop for FakeWarp {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
     }
 }
 
@@ -207,7 +210,7 @@ fn serve(
     stop: &AtomicBool,
     held: &AtomicUsize,
 ) {
-    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
