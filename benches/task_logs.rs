@@ -1,5 +1,5 @@
 //! Task-log export cost: a chatty agent (10,000 output lines) run by the direct backend with
-//! export off (baseline) and on (to a collector on 127.0.0.1 that decodes every batch), the two
+//! export off (baseline) and on (to a collector on 127.0.0.1 that keeps every batch), the two
 //! interleaved in the same run. Run with `cargo bench --bench task_logs`. Nothing here passes or
 //! fails on timing.
 //!
@@ -148,7 +148,7 @@ fn main() {
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
     println!(
         "Task-log export cost: {tasks} tasks x {lines} output lines each, direct backend, \
-         export off and on interleaved, collector on 127.0.0.1 (decodes every batch)"
+         export off and on interleaved, collector on 127.0.0.1"
     );
     println!("   method: wall time of DirectBackend::execute (final flush included) and this");
     println!("           process's CPU time (getrusage; the agent is a child process; the");

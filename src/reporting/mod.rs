@@ -8,6 +8,20 @@
 //! delay its claim or start: events are posted by a detached thread, log records go through
 //! a bounded queue that drops (and counts) when full.
 //!
+//! For the Kubernetes backend the hook points are the same calls:
+//!
+//! ```text
+//! let report = crate::backend::task_report(&ctx, BackendKind::Kubernetes, spec);
+//! let span = report.begin(SetupPhase::JobCreate);           // around the Job POST
+//! report.end(span, post_failed, cancel.is_cancelled());
+//! report.event(SetupPhase::PodSchedule, pod_created, scheduled_at, false);  // from pod status
+//! report.event(SetupPhase::SetupCommand, init_started, init_finished, init_failed);
+//! let sink = report.lines();                                // on the log-follow thread
+//! sink.line(&format!("pod.{container}"), &[("k8s.container.name", container),
+//!                                          ("k8s.pod.name", pod)], line);
+//! drop(sink); report.finish();
+//! ```
+//!
 //! What leaves the machine: the event names and timings; the task's output lines and setup
 //! events as log records, each passed through the task's redactor (its `env_vars` values, the
 //! bootstrap token, issued export tokens; also URL-, JSON- and line-wise shapes) and the
