@@ -64,7 +64,12 @@ impl Transport for HttpTransport {
         let (tls, h, port, path) = split(&request.url)?;
         let proxy = http::proxy::select(&self.proxy_env, tls, &h, port)
             .map_err(|e| SendError(e.to_string()))?;
-        let mut endpoint = Endpoint::tcp(h.authority_form(), port).with_proxy(proxy);
+        let dial = match &h {
+            host::Host::Name(n) => n.clone(),
+            host::Host::Ip(ip) => ip.to_string(),
+        };
+        let mut endpoint = Endpoint::tcp(dial, port).with_proxy(proxy);
+        endpoint.host_header = Some(h.with_port(port));
         if tls {
             let config = TLS
                 .as_ref()

@@ -9,8 +9,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
-
 use super::TaskRedactor;
 use super::export::Bearer;
 use super::gate::TaskCredentials;
@@ -38,48 +36,22 @@ pub fn request_body() -> String {
     .to_string()
 }
 
-#[derive(Deserialize)]
-struct Response {
-    #[serde(default)]
-    data: Option<Data>,
-    #[serde(default)]
-    errors: Option<Vec<serde_json::Value>>,
-}
-
-#[derive(Deserialize)]
-struct Data {
-    #[serde(rename = "issueTaskIdentityToken")]
-    result: Option<Issued>,
-}
-
-#[derive(Deserialize)]
-struct Issued {
-    #[serde(rename = "__typename", default)]
-    typename: String,
-    #[serde(default)]
-    token: String,
-    #[serde(rename = "expiresAt", default)]
-    expires_at: String,
-}
-
 /// The token and its expiry from a 200 answer, or why it is unusable (never the body).
 pub fn parse_answer(body: &[u8], now: SystemTime) -> Result<(String, SystemTime), &'static str> {
-    let r: Response = serde_json::from_slice(body).map_err(|_| "invalid task identity response")?;
-    if r.errors.is_some_and(|e| !e.is_empty()) {
+    // Read as a plain `Value`: these few fields do not earn derived deserializers' bytes.
+    let r: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| "invalid task identity response")?;
+    if r["errors"].as_array().is_some_and(|e| !e.is_empty()) {
         return Err("task identity token unavailable");
     }
-    let issued = r
-        .data
-        .and_then(|d| d.result)
-        .ok_or("task identity token unavailable")?;
-    let expires = parse_rfc3339(&issued.expires_at).ok_or("invalid task identity response")?;
-    if issued.typename != "IssueTaskIdentityTokenOutput"
-        || issued.token.is_empty()
-        || expires <= now
-    {
+    let issued = &r["data"]["issueTaskIdentityToken"];
+    let text = |key: &str| issued[key].as_str().unwrap_or_default();
+    let expires = parse_rfc3339(text("expiresAt")).ok_or("invalid task identity response")?;
+    let token = text("token");
+    if text("__typename") != "IssueTaskIdentityTokenOutput" || token.is_empty() || expires <= now {
         return Err("task identity token unavailable");
     }
-    Ok((issued.token, expires))
+    Ok((token.to_owned(), expires))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
