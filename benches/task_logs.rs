@@ -47,7 +47,8 @@ fn cpu() -> Duration {
         usage.assume_init()
     };
     let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
     };
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
@@ -138,7 +139,7 @@ fn main() {
     let received = warp.records().len() - received_before;
     let (dropped, failed) = oz_agent_worker::reporting::dropped_records();
     let mean = |v: &[Sample], f: fn(&Sample) -> Duration| {
-        v.iter().map(f).sum::<Duration>() / v.len() as u32
+        v.iter().map(f).sum::<Duration>() / u32::try_from(v.len()).unwrap_or(u32::MAX)
     };
     let median = |v: &[Sample], f: fn(&Sample) -> Duration| {
         let mut d: Vec<Duration> = v.iter().map(f).collect();

@@ -86,10 +86,10 @@ impl fmt::Debug for Endpoint {
 mod tests {
     use super::*;
     use crate::docker::DockerError;
+    use crate::docker::testutil::TempDir;
     use crate::http::{Abort, Stream};
     use std::io::Read;
     use std::os::unix::net::UnixListener;
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
     /// Connects the way every Docker request does, with Docker's error wording.
@@ -98,29 +98,22 @@ mod tests {
             .map_err(DockerError::from)
     }
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "oz-docker-transport-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn missing_socket_is_no_socket() {
-        let path = temp_dir("missing").join("docker.sock");
+        let dir = TempDir::new("missing");
+        let path = dir.path().join("docker.sock");
         let err = connect(&Endpoint::unix(&path), Duration::from_secs(1))
             .err()
             .unwrap();
-        assert!(matches!(err, DockerError::NoSocket { path: p } if p == path));
+        assert!(
+            matches!(err, DockerError::Http(crate::http::HttpError::NoSocket { path: p }) if p == path)
+        );
     }
 
     #[test]
     fn stale_socket_file_is_connection_refused() {
-        let path = temp_dir("stale").join("docker.sock");
+        let dir = TempDir::new("stale");
+        let path = dir.path().join("docker.sock");
         drop(UnixListener::bind(&path).unwrap());
         let err = connect(&Endpoint::unix(&path), Duration::from_secs(1))
             .err()
@@ -153,7 +146,8 @@ mod tests {
 
     #[test]
     fn abort_shuts_down_a_blocked_read_and_refuses_new_registrations() {
-        let path = temp_dir("abort").join("d.sock");
+        let dir = TempDir::new("abort");
+        let path = dir.path().join("d.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let mut stream = connect(&Endpoint::unix(&path), Duration::from_secs(1)).unwrap();
         let (_peer, _) = listener.accept().unwrap();

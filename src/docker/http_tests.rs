@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::docker::{Endpoint, Phase};
-use crate::http::{Abort, Body, Timeouts, codec};
+use crate::http::{Abort, Body, HttpError, Timeouts, codec};
 
 use crate::docker::client::Client;
 use crate::docker::testutil::TempDir;
@@ -71,10 +71,10 @@ fn a_silent_daemon_times_out_waiting_for_the_head() {
     assert!(
         matches!(
             err,
-            DockerError::Timeout {
+            DockerError::Http(HttpError::Timeout {
                 phase: Phase::ReceiveHead,
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -97,10 +97,10 @@ fn a_stalled_body_times_out_in_the_body_phase() {
     assert!(
         matches!(
             err,
-            DockerError::Timeout {
+            DockerError::Http(HttpError::Timeout {
                 phase: Phase::ReceiveBody,
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -129,7 +129,10 @@ fn hostile_responses_are_protocol_errors() {
             conn.write_all(&answer).unwrap();
         });
         let err = get(&client).and_then(|r| r.bytes(1024)).unwrap_err();
-        assert!(matches!(err, DockerError::Protocol { .. }), "{err}");
+        assert!(
+            matches!(err, DockerError::Http(HttpError::Protocol { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains(expected), "{err}");
     }
 }
@@ -165,10 +168,10 @@ fn a_hangup_before_the_head_is_an_io_error() {
     assert!(
         matches!(
             err,
-            DockerError::Io {
+            DockerError::Http(HttpError::Io {
                 phase: Phase::ReceiveHead,
                 ..
-            }
+            })
         ),
         "{err}"
     );

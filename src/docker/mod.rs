@@ -61,7 +61,7 @@
 //! # Cancellation
 //! Calls block. To end one from another thread (a task cancelled while waiting on its
 //! container), run it on a client from [`Client::with_abort`] and call [`Abort::abort`]: the
-//! socket is shut down and the call returns [`DockerError::Aborted`].
+//! socket is shut down and the call returns an error for which [`DockerError::is_aborted`] holds.
 
 pub mod auth;
 // Shared with the link's proxy auth and OTLP; re-exported so Docker code reads naturally.

@@ -3,6 +3,7 @@
 use super::*;
 use crate::docker::Client;
 use crate::docker::testutil::{TempDir, env};
+use crate::http::HttpError;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -97,7 +98,10 @@ fn a_server_requiring_client_certificates_rejects_a_client_without_one() {
         .ping()
         .unwrap_err();
     assert!(
-        matches!(err, DockerError::Io { .. } | DockerError::Connect { .. }),
+        matches!(
+            err,
+            DockerError::Http(HttpError::Io { .. } | HttpError::Connect { .. })
+        ),
         "{err}"
     );
 }

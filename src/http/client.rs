@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::abort::{Abort, Registration};
 use super::codec::{self, BodyDecoder, RequestBody, ResponseHead};
 use super::error::{HttpError, Phase};
-use super::jsonlines::JsonLines;
+use super::jsonlines::{BodySource, JsonLines};
 use super::transport::{self, Endpoint, Stream};
 
 /// Per-phase time limits of one request.
@@ -562,11 +562,6 @@ impl Read for BodyReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.read_body(buf).map_err(io::Error::other)
     }
-}
-
-/// Something [`JsonLines`] can pull body bytes from with the client's error type.
-pub trait BodySource {
-    fn read_body(&mut self, out: &mut [u8]) -> Result<usize, HttpError>;
 }
 
 impl BodySource for BodyReader {

@@ -4,10 +4,14 @@
 
 use serde::de::DeserializeOwned;
 
-use super::client::BodySource;
 use super::error::HttpError;
 
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Something [`JsonLines`] can pull body bytes from with the client's error type.
+pub trait BodySource {
+    fn read_body(&mut self, out: &mut [u8]) -> Result<usize, HttpError>;
+}
 
 /// Reads newline-separated JSON documents from a body. Blank lines are skipped; a last line
 /// without a newline still counts.

@@ -72,6 +72,6 @@ pub mod transport;
 pub use abort::{Abort, Registration};
 pub use client::{Body, BodyReader, Conn, Request, Response, Timeouts, send};
 pub use error::{HttpError, Phase};
-pub use jsonlines::JsonLines;
+pub use jsonlines::{BodySource, JsonLines};
 pub use tls::{Identity, Pem, TlsOptions, Trust};
 pub use transport::{Address, Endpoint, Stream};

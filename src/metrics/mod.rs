@@ -23,7 +23,6 @@
 //! duration histogram is not primed, as in the Go worker: a fake observation would distort
 //! quantiles.
 
-pub mod exporters;
 mod health;
 mod prometheus;
 
@@ -31,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
-use crate::backend::FailureReason;
+use crate::protocol::FailureReason;
 
 pub use health::{Health, NotReady};
 pub use prometheus::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;
@@ -102,6 +101,40 @@ label_enum! {
         RemoteClose => "remote_close",
     }
 }
+
+/// Task-log records not exported, process-wide (`oz_worker_task_log_records_dropped_total`):
+/// every task's exporter adds to it, from any thread.
+#[derive(Debug)]
+pub struct TaskLogDrops {
+    queue_full: AtomicU64,
+    export_failed: AtomicU64,
+}
+
+impl TaskLogDrops {
+    /// Records dropped because a task's export queue was full.
+    pub fn queue_full(&self, n: u64) {
+        self.queue_full.fetch_add(n, Relaxed);
+    }
+
+    /// Records in batches the collector did not take.
+    pub fn export_failed(&self, n: u64) {
+        self.export_failed.fetch_add(n, Relaxed);
+    }
+
+    /// (queue full, export failed) so far.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.queue_full.load(Relaxed),
+            self.export_failed.load(Relaxed),
+        )
+    }
+}
+
+/// The process's task-log drop counters (the exporters are per task; the metric is not).
+pub static TASK_LOG_DROPS: TaskLogDrops = TaskLogDrops {
+    queue_full: AtomicU64::new(0),
+    export_failed: AtomicU64::new(0),
+};
 
 /// The labels of `oz_worker_info` (and the resource of pushed metrics).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,7 +327,7 @@ impl Metrics {
                 })
             })
             .collect();
-        let (queue_full, export_failed) = crate::reporting::dropped_records();
+        let (queue_full, export_failed) = TASK_LOG_DROPS.get();
         let drops = |v: u64| int(i64::try_from(v).unwrap_or(i64::MAX));
         let info = &self.info;
         let fam = |name, help, kind, points| Family {

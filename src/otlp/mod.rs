@@ -1,6 +1,6 @@
 //! OTLP/HTTP push of the worker's metrics (JSON encoding), on its own thread.
 //!
-//! Enabled by `OTEL_METRICS_EXPORTER=otlp` (see `metrics::exporters`); configured by the
+//! Enabled by `OTEL_METRICS_EXPORTER=otlp` (see `daemon::exporters`); configured by the
 //! standard OpenTelemetry variables (see [`config_from_env`]). Every `interval` the thread
 //! POSTs a cumulative snapshot to the endpoint; [`OtlpHandle::shutdown`] pushes one last time,
 //! bounded by [`FLUSH_BUDGET`]. A failing collector never affects the worker: the first

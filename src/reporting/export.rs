@@ -22,7 +22,7 @@ pub const INTERVAL: Duration = Duration::from_secs(5);
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
-/// Counters a task's exporter adds to (the process-wide ones feed the metrics).
+/// Counters of one task's exporter (each count also goes to the process-wide metric).
 #[derive(Debug, Default)]
 pub struct Drops {
     /// Records refused because the queue was full.
@@ -68,6 +68,7 @@ impl RecordSink {
     /// Counts one record dropped because the queue was full.
     pub fn count_drop(&self) {
         self.drops.queue_full.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::TASK_LOG_DROPS.queue_full(1);
         self.own_drops.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -210,6 +211,7 @@ impl Worker {
             Ok(()) => {}
             Err(why) => {
                 self.drops.export_failed.fetch_add(n, Ordering::Relaxed);
+                crate::metrics::TASK_LOG_DROPS.export_failed(n);
                 if self.failing {
                     log::debug!("Task {}: task log export failed: {why}", self.run);
                 } else {

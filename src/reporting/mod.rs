@@ -11,7 +11,7 @@
 //! For the Kubernetes backend the hook points are the same calls:
 //!
 //! ```text
-//! let report = crate::backend::task_report(&ctx, BackendKind::Kubernetes, spec);
+//! let report = task_report(&ctx, BackendKind::Kubernetes, spec);   // the backend seam's helper
 //! let span = report.begin(SetupPhase::JobCreate);           // around the Job POST
 //! report.end(span, post_failed, cancel.is_cancelled());
 //! report.event(SetupPhase::PodSchedule, pod_created, scheduled_at, false);  // from pod status
@@ -35,8 +35,7 @@ pub mod proto;
 pub mod send;
 pub mod token;
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, LazyLock, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
 
 pub use events::{SetupEvent, SetupPhase};
@@ -52,15 +51,9 @@ pub const SCOPE: &str = "oz-agent-worker.task";
 /// Longest record body; longer (already redacted) text is cut on a character boundary.
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// Process-wide drop counters (read by the metrics).
-static DROPS: LazyLock<Arc<Drops>> = LazyLock::new(|| Arc::new(Drops::default()));
-
-/// Task-log records dropped so far: (queue full, export failed).
+/// Task-log records dropped so far in this process: (queue full, export failed).
 pub fn dropped_records() -> (u64, u64) {
-    (
-        DROPS.queue_full.load(Ordering::Relaxed),
-        DROPS.export_failed.load(Ordering::Relaxed),
-    )
+    crate::metrics::TASK_LOG_DROPS.get()
 }
 
 /// A task's own redactor: its secrets in every shape, plus what is learnt while it runs.
@@ -205,7 +198,7 @@ impl TaskReport {
                     transport,
                     bearer: Box::new(bearer),
                 };
-                match LogExporter::spawn(run_id, target, Arc::clone(&DROPS)) {
+                match LogExporter::spawn(run_id, target, Arc::new(Drops::default())) {
                     Ok(e) => Some(e),
                     Err(e) => {
                         log::warn!(

@@ -87,11 +87,12 @@ pub struct Envelope {
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
+    // Seven bits per byte, low first; the masks make the truncations exact.
     while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
+        out.push(u8::try_from(v & 0x7f).unwrap_or(0) | 0x80);
         v >>= 7;
     }
-    out.push(v as u8);
+    out.push(u8::try_from(v).unwrap_or(0));
 }
 
 fn tag(out: &mut Vec<u8>, field: u32, wire: u8) {
@@ -120,7 +121,7 @@ fn any_value(v: &Value) -> Vec<u8> {
         Value::Int(i) => {
             tag(&mut out, 3, VARINT);
             // int64 is encoded as its two's complement in 64 bits.
-            varint(&mut out, *i as u64);
+            varint(&mut out, i.cast_unsigned());
         }
         Value::Double(d) => fixed64(&mut out, 4, d.to_bits()),
     }
