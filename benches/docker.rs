@@ -57,6 +57,7 @@ fn main() {
                 worker_id: worker_id.clone(),
                 cleanup: true,
                 server_root_url: String::new(),
+                collect_task_logs: true,
                 timing: Timing {
                     kill_grace: Duration::from_secs(1),
                     ..Timing::default()
@@ -85,6 +86,7 @@ fn main() {
         instance_shape: None,
         harness: None,
         secrets: vec![],
+        telemetry: None,
     };
 
     // Warm-up: fills the sidecar volume, and warms both paths once.

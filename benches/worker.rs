@@ -342,6 +342,7 @@ fn direct_overhead(dir: &Path) {
             worker_id: "bench".into(),
             cleanup: true,
             server_root_url: "https://app.warp.dev".into(),
+            collect_task_logs: true,
             timing: Timing::default(),
             recorder: Default::default(),
         },

@@ -38,6 +38,10 @@ pub mod link;
 /// The `Backend` seam and the docker, direct and command backends behind it.
 pub mod backend;
 
+// --- Task reporting ----------------------------------------------------------------------------
+/// Setup-phase events to Warp and per-task log export over OTLP/HTTP (protobuf).
+pub mod reporting;
+
 // --- Engine clients and processes --------------------------------------------------------------
 /// A blocking Docker Engine API client (endpoint discovery, registry auth, streams).
 pub mod docker;

@@ -63,6 +63,9 @@ pub struct Settings {
     pub max_concurrent_tasks: usize,
     /// Exit after the first accepted task reaches a terminal outcome (direct backend only).
     pub one_shot: bool,
+    /// Allow per-task log export when an assignment asks for it (`--collect-task-logs`,
+    /// `OZ_COLLECT_TASK_LOGS`, `collect_task_logs`; default true).
+    pub collect_task_logs: bool,
     /// Passed verbatim to the oz CLI's `--idle-on-complete`.
     pub idle_on_complete: Option<String>,
     pub web_socket_url: String,

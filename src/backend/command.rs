@@ -283,6 +283,7 @@ mod tests {
             instance_shape: None,
             harness: None,
             secrets: vec!["s3cr3t".into()],
+            telemetry: None,
         }
     }
 

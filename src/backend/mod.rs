@@ -101,6 +101,8 @@ pub struct BackendContext {
     pub cleanup: bool,
     /// `--server-root-url`.
     pub server_root_url: String,
+    /// The operator's `collect_task_logs`.
+    pub collect_task_logs: bool,
     pub timing: crate::settings::Timing,
     /// Where a backend notes what a restarted worker needs to clean up after a crash.
     pub recorder: Recorder,
@@ -154,6 +156,38 @@ impl fmt::Debug for Recorder {
             "Recorder(off)"
         })
     }
+}
+
+/// Opens one execution's reporting (setup events; task logs when the operator and the
+/// assignment allow it). Every backend with setup phases or output calls this once per
+/// execution and [`crate::reporting::TaskReport::finish`] before returning.
+pub fn task_report(
+    ctx: &BackendContext,
+    kind: BackendKind,
+    spec: &TaskSpec,
+) -> crate::reporting::TaskReport {
+    let telemetry = spec
+        .telemetry
+        .as_ref()
+        .map(|t| crate::reporting::Telemetry {
+            endpoint: &t.endpoint,
+            logging_enabled: t.logging_enabled,
+        });
+    crate::reporting::TaskReport::start(
+        &crate::reporting::Reporting {
+            worker_id: &ctx.worker_id,
+            backend: kind.as_str(),
+            server_root_url: &ctx.server_root_url,
+            collect_task_logs: ctx.collect_task_logs,
+        },
+        &crate::reporting::TaskFacts {
+            run_id: &spec.task_id,
+            execution_id: spec.execution_id.as_deref(),
+            env: &spec.env,
+            secrets: &spec.secrets,
+            telemetry,
+        },
+    )
 }
 
 /// An execution backend.
@@ -249,6 +283,7 @@ pub fn build_recovering(
         worker_id: settings.worker_id.clone(),
         cleanup: settings.cleanup,
         server_root_url: settings.server_root_url.clone(),
+        collect_task_logs: settings.collect_task_logs,
         timing: settings.timing.clone(),
         recorder,
     };

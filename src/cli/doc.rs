@@ -48,6 +48,9 @@ fn flag_spelling(flag: &Flag) -> String {
     if let Some(v) = flag.value_name() {
         let _ = write!(s, " {v}");
     }
+    if matches!(flag.kind, super::flags::Kind::Toggle(_)) {
+        s.push_str("[=BOOL]");
+    }
     s
 }
 
@@ -183,7 +186,7 @@ idle_on_complete: 10m          # passed verbatim to the agent
 one_shot: false                # direct backend only
 ca_bundle: /etc/oz/ca.pem
 state_dir: /var/lib/oz\-agent\-worker  # outcome journal (crash recovery)
-collect_task_logs: true        # accepted, not implemented (warning)
+collect_task_logs: true        # allow per-task log export (default)
 backend:
   docker:
     volumes: [\(dq/srv/cache:/cache:ro\(dq]
@@ -268,6 +271,9 @@ flag keeps its last value. Precedence: flag, then environment, then config file,
             if let Some(v) = f.value_name() {
                 let _ = write!(out, " \\fI{}\\fR", roff(v));
             }
+            if matches!(f.kind, super::flags::Kind::Toggle(_)) {
+                out.push_str("[=\\fIBOOL\\fR]");
+            }
             out.push('\n');
             out.push_str(f.doc_long);
             out.push('\n');
@@ -279,6 +285,7 @@ flag keeps its last value. Precedence: flag, then environment, then config file,
     }
     let _ = writeln!(out, ".SH CONFIGURATION FILE\n{CONFIG_FILE_ROFF}");
     out.push_str(".SH ENVIRONMENT\n.TP\n\\fBWARP_API_KEY\\fR\nThe API key, when neither \\fB\\-\\-api\\-key\\fR nor \\fB\\-\\-api\\-key\\-file\\fR is given.\n");
+    out.push_str(".TP\n\\fBOZ_COLLECT_TASK_LOGS\\fR\n\\fBtrue\\fR or \\fBfalse\\fR: allow per-task log export when \\fB\\-\\-collect\\-task\\-logs\\fR is not given; wins over \\fBcollect_task_logs\\fR in the config file.\n");
     for var in TIMING_ENV {
         let _ = writeln!(
             out,

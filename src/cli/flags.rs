@@ -49,6 +49,8 @@ impl Category {
 pub enum Kind {
     /// A boolean switch; `--flag=value` is an error.
     Switch(fn(&mut LowArgs)),
+    /// A boolean that may be turned off: `--flag` or `--flag=true|false` (Go's bool flags).
+    Toggle(fn(&mut LowArgs, bool)),
     /// Takes one value (`--flag v`, `--flag=v`, `-f v`, `-fv`). `update` returns the reason a
     /// value is invalid; the parser prefixes the flag name.
     Value {
@@ -77,7 +79,7 @@ pub struct Flag {
 impl Flag {
     pub fn value_name(&self) -> Option<&'static str> {
         match self.kind {
-            Kind::Switch(_) => None,
+            Kind::Switch(_) | Kind::Toggle(_) => None,
             Kind::Value { name, .. } => Some(name),
         }
     }
@@ -480,6 +482,21 @@ for up to \fIDURATION\fR (Go syntax, e.g. \fB90s\fR, \fB30m\fR) before cancellin
         doc_short: "Exit after the first task finishes (direct backend only).",
         doc_long: r"Accept a single task, then exit once it has reached its outcome and the outcome
 was sent. Forces \fB\-\-max\-concurrent\-tasks 1\fR. Only the \fBdirect\fR backend supports it.",
+    },
+    Flag {
+        long: "collect-task-logs",
+        short: None,
+        kind: Kind::Toggle(|low, on| low.collect_task_logs = Some(on)),
+        env: Some("OZ_COLLECT_TASK_LOGS"),
+        yaml: Some("collect_task_logs"),
+        default: Some("true"),
+        repeatable: false,
+        category: Category::Tasks,
+        doc_short: "Export a task's logs to Warp's collector when its assignment asks for it.",
+        doc_long: r"Allow per-task log export: when an assignment enables logging
+(\fBtelemetry_collection.logging_enabled\fR), the task's output lines and setup events are
+sent, with its secrets redacted, over OTLP/HTTP to the collector the assignment names.
+\fB\-\-collect\-task\-logs=false\fR turns it off whatever the server asks.",
     },
     Flag {
         long: "no-cleanup",

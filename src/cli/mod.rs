@@ -90,6 +90,8 @@ pub struct LowArgs {
     pub server_root_url: Option<String>,
     pub session_sharing_server_url: Option<String>,
     pub one_shot: bool,
+    /// `--collect-task-logs[=BOOL]`; `None` when not given.
+    pub collect_task_logs: Option<bool>,
     pub ca_bundle: Option<PathBuf>,
     /// `--state-dir`: where the outcome journal lives.
     pub state_dir: Option<PathBuf>,
@@ -205,6 +207,21 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Invocation, Us
                 }
                 update(&mut low);
             }
+            Kind::Toggle(update) => {
+                let on = match parser.optional_value() {
+                    None => true,
+                    Some(v) => parse_bool(&v.to_string_lossy()).ok_or_else(|| {
+                        UsageError::InvalidValue {
+                            flag: flag_name.clone(),
+                            message: format!(
+                                "invalid value {:?} (expected true or false)",
+                                v.to_string_lossy()
+                            ),
+                        }
+                    })?,
+                };
+                update(&mut low, on);
+            }
             Kind::Value { name, update } => {
                 let value = parser.value().map_err(|_| UsageError::MissingValue {
                     flag: flag_name.clone(),
@@ -237,6 +254,15 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Invocation, Us
         args: low,
         task,
     })
+}
+
+/// Go's `strconv.ParseBool`, which its flags and environment switches use.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// Maps the few lexopt errors `parse` does not pre-empt. None of them carries a flag value.

@@ -464,9 +464,9 @@ fn flag_table_is_consistent() {
             f.long
         );
     }
-    // Only --api-key reads the environment, as in the Go worker.
+    // Only --api-key and --collect-task-logs read the environment, as in the Go worker.
     let with_env: Vec<_> = FLAGS.iter().filter_map(|f| f.env).collect();
-    assert_eq!(with_env, vec!["WARP_API_KEY"]);
+    assert_eq!(with_env, vec!["WARP_API_KEY", "OZ_COLLECT_TASK_LOGS"]);
 }
 
 #[test]
@@ -480,4 +480,27 @@ fn usage_errors_are_one_line() {
     ] {
         assert!(!err(args).contains('\n'), "{args:?}");
     }
+}
+
+#[test]
+fn collect_task_logs_takes_an_optional_bool() {
+    assert_eq!(low(&[]).collect_task_logs, None);
+    assert_eq!(low(&["--collect-task-logs"]).collect_task_logs, Some(true));
+    for (v, want) in [("true", true), ("1", true), ("False", false), ("0", false)] {
+        let arg = format!("--collect-task-logs={v}");
+        assert_eq!(low(&[&arg]).collect_task_logs, Some(want), "{v}");
+    }
+    // Last wins; a separate word is not its value (Go's bool flags).
+    assert_eq!(
+        low(&["--collect-task-logs=false", "--collect-task-logs"]).collect_task_logs,
+        Some(true)
+    );
+    assert_eq!(
+        err(&["--collect-task-logs=maybe"]),
+        "--collect-task-logs: invalid value \"maybe\" (expected true or false)"
+    );
+    assert_eq!(
+        err(&["--collect-task-logs", "false"]),
+        "unknown subcommand \"false\" (expected one of: run-once, check, help)"
+    );
 }

@@ -166,12 +166,23 @@ pub fn resolve_with_cwd(
         }
         max_concurrent_tasks = 1;
     }
-    if file.collect_task_logs == Some(true) {
-        warnings.push(
-            "collect_task_logs is accepted but per-task log export is not supported by this worker"
-                .to_owned(),
-        );
-    }
+    // Flag, then environment, then file, then on (as the Go worker).
+    let env_collect = env("OZ_COLLECT_TASK_LOGS").filter(|v| !v.is_empty());
+    let env_collect = env_collect.and_then(|v| {
+        let parsed = crate::cli::parse_bool(v.trim());
+        if parsed.is_none() {
+            warnings.push(format!(
+                "ignoring OZ_COLLECT_TASK_LOGS={:?}: expected true or false",
+                v.escape_debug().to_string()
+            ));
+        }
+        parsed
+    });
+    let collect_task_logs = args
+        .collect_task_logs
+        .or(env_collect)
+        .or(file.collect_task_logs)
+        .unwrap_or(true);
 
     let web_socket_url = url(
         "--web-socket-url",
@@ -202,6 +213,7 @@ pub fn resolve_with_cwd(
         cleanup,
         max_concurrent_tasks,
         one_shot,
+        collect_task_logs,
         idle_on_complete: non_empty(&args.idle_on_complete).or(non_empty(&file.idle_on_complete)),
         web_socket_url,
         server_root_url,

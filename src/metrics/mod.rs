@@ -15,6 +15,7 @@
 //! | `oz_worker_task_duration_seconds`        | histogram | `result` (not primed)          |
 //! | `oz_worker_task_failures_total`          | counter   | `phase`, `reason`              |
 //! | `oz_worker_websocket_reconnects_total`   | counter   | `reason`                       |
+//! | `oz_worker_task_log_records_dropped_total` | counter | `reason` (`queue_full`, `export_failed`) |
 //! | `oz_worker_info`                         | gauge = 1 | `backend`, `version`, `worker_id` |
 //!
 //! Every labelled counter is primed: all its label combinations exist at 0 from the start, so
@@ -100,6 +101,40 @@ label_enum! {
         RemoteClose => "remote_close",
     }
 }
+
+/// Task-log records not exported, process-wide (`oz_worker_task_log_records_dropped_total`):
+/// every task's exporter adds to it, from any thread.
+#[derive(Debug)]
+pub struct TaskLogDrops {
+    queue_full: AtomicU64,
+    export_failed: AtomicU64,
+}
+
+impl TaskLogDrops {
+    /// Records dropped because a task's export queue was full.
+    pub fn queue_full(&self, n: u64) {
+        self.queue_full.fetch_add(n, Relaxed);
+    }
+
+    /// Records in batches the collector did not take.
+    pub fn export_failed(&self, n: u64) {
+        self.export_failed.fetch_add(n, Relaxed);
+    }
+
+    /// (queue full, export failed) so far.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.queue_full.load(Relaxed),
+            self.export_failed.load(Relaxed),
+        )
+    }
+}
+
+/// The process's task-log drop counters (the exporters are per task; the metric is not).
+pub static TASK_LOG_DROPS: TaskLogDrops = TaskLogDrops {
+    queue_full: AtomicU64::new(0),
+    export_failed: AtomicU64::new(0),
+};
 
 /// The labels of `oz_worker_info` (and the resource of pushed metrics).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +327,8 @@ impl Metrics {
                 })
             })
             .collect();
+        let (queue_full, export_failed) = TASK_LOG_DROPS.get();
+        let drops = |v: u64| int(i64::try_from(v).unwrap_or(i64::MAX));
         let info = &self.info;
         let fam = |name, help, kind, points| Family {
             name,
@@ -369,6 +406,19 @@ impl Metrics {
                         .collect::<Vec<_>>(),
                     &self.reconnects,
                 ),
+            ),
+            fam(
+                "oz_worker_task_log_records_dropped_total",
+                "Task log records not exported, by reason: the task's export queue was full, \
+                 or the collector did not take the batch.",
+                Kind::Counter,
+                vec![
+                    Point::new(vec![("reason", "queue_full".to_owned())], drops(queue_full)),
+                    Point::new(
+                        vec![("reason", "export_failed".to_owned())],
+                        drops(export_failed),
+                    ),
+                ],
             ),
             fam(
                 "oz_worker_info",

@@ -218,7 +218,7 @@ mod tests {
             .iter()
             .map(|m| m["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names.len(), 9);
+        assert_eq!(names.len(), 10);
         assert!(!names.contains(&"oz_worker_task_duration_seconds"));
     }
 }

@@ -233,6 +233,41 @@ pub struct TaskAssignment {
     pub additional_oz_args: Vec<String>,
     #[serde(default)]
     pub instance_shape: Option<InstanceShape>,
+    /// Where the task's logs may go (task-log export, when the operator allows it).
+    #[serde(default)]
+    pub telemetry_collection: Option<TelemetryCollection>,
+}
+
+/// `task_assignment.telemetry_collection`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct TelemetryCollection {
+    #[serde(default, deserialize_with = "nullable")]
+    pub endpoint: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tracing_enabled: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub logging_enabled: bool,
+    /// Never used by this worker: only added to the task's redaction set.
+    #[serde(default)]
+    pub bootstrap_token: Option<BootstrapToken>,
+}
+
+/// A short-lived token the server hands out with the assignment.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct BootstrapToken {
+    #[serde(default, deserialize_with = "nullable")]
+    pub token: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub expires_at: String,
+}
+
+impl std::fmt::Debug for BootstrapToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapToken")
+            .field("token", &"[REDACTED]")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// An image mounted into the task, e.g. the agent at `/agent`.

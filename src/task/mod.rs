@@ -36,8 +36,11 @@ pub struct TaskSpec {
     pub instance_shape: Option<InstanceShape>,
     /// Trimmed harness type, when the snapshot names one.
     pub harness: Option<String>,
-    /// Every distinct non-empty `env_vars` value, for log redaction.
+    /// Every distinct non-empty `env_vars` value and the telemetry bootstrap token, for log
+    /// redaction.
     pub secrets: Vec<String>,
+    /// The assignment's `telemetry_collection` (task-log export).
+    pub telemetry: Option<crate::protocol::TelemetryCollection>,
 }
 
 /// Identifies one execution of a task.
@@ -146,6 +149,7 @@ pub fn build_with_notes(
         instance_shape: assignment.instance_shape,
         harness: snapshot.and_then(|s| s.harness_type()).map(str::to_owned),
         secrets: secrets(assignment),
+        telemetry: assignment.telemetry_collection.clone(),
     };
     (spec, notes)
 }
@@ -300,6 +304,14 @@ fn secrets(assignment: &TaskAssignment) -> Vec<String> {
         .filter(|v| !v.is_empty())
         .cloned()
         .collect();
+    if let Some(token) = assignment
+        .telemetry_collection
+        .as_ref()
+        .and_then(|t| t.bootstrap_token.as_ref())
+        .filter(|t| !t.token.is_empty())
+    {
+        values.push(token.token.clone());
+    }
     values.sort();
     values.dedup();
     values

@@ -94,6 +94,7 @@ mod tests {
             instance_shape: None,
             harness: None,
             secrets: Vec::new(),
+            telemetry: None,
         }
     }
 
@@ -179,6 +180,7 @@ mod tests {
             instance_shape: None,
             harness: None,
             secrets: Vec::new(),
+            telemetry: None,
         };
         assert_eq!(
             dispatch_payload(&s, "w", "u"),

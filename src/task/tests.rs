@@ -617,6 +617,21 @@ fn secrets_are_the_distinct_non_empty_env_var_values() {
 }
 
 #[test]
+fn the_bootstrap_token_is_a_secret_and_telemetry_is_carried() {
+    let mut a = assignment("t");
+    a.env_vars.insert("A".into(), "tok".into());
+    let wire = r#"{"endpoint":"https://otel","logging_enabled":true,
+        "bootstrap_token":{"token":"boot-123","expires_at":"2030-01-01T00:00:00Z"}}"#;
+    a.telemetry_collection = Some(serde_json::from_str(wire).unwrap());
+    let spec = build(&a, &task("t"), &opts(BackendKind::Docker));
+    assert_eq!(spec.secrets, v(&["boot-123", "tok"]));
+    let t = spec.telemetry.unwrap();
+    assert!(t.logging_enabled && !t.tracing_enabled);
+    assert_eq!(t.endpoint, "https://otel");
+    assert!(!format!("{t:?}").contains("boot-123"));
+}
+
+#[test]
 fn notes_never_contain_secrets() {
     let mut a = agent_assignment();
     a.env_vars

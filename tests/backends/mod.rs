@@ -73,6 +73,7 @@ pub fn ctx(cleanup: bool) -> BackendContext {
         worker_id: "worker-test".into(),
         cleanup,
         server_root_url: "https://oz.test".into(),
+        collect_task_logs: true,
         timing: Timing {
             kill_grace: GRACE,
             ..Timing::default()
@@ -112,6 +113,7 @@ pub fn spec(task_id: &str, env: &[(&str, &str)]) -> TaskSpec {
             .map(|(_, v)| v.clone())
             .collect(),
         env,
+        telemetry: None,
         base_args: vec![
             "agent".into(),
             "run".into(),

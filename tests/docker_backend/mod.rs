@@ -11,6 +11,7 @@ mod debian_registry;
 mod images;
 mod lifecycle;
 mod registry;
+mod reporting;
 mod run;
 mod sidecar;
 
@@ -118,6 +119,7 @@ impl Fixture {
             worker_id: self.worker_id.clone(),
             cleanup,
             server_root_url: "https://oz.test".into(),
+            collect_task_logs: true,
             timing: Timing {
                 kill_grace: GRACE,
                 ..Timing::default()
@@ -175,6 +177,7 @@ impl Fixture {
             instance_shape: None,
             harness: None,
             secrets: vec![],
+            telemetry: None,
         }
     }
 

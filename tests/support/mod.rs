@@ -7,6 +7,8 @@ pub mod collector;
 pub mod docker_images;
 pub mod harness;
 pub mod log_capture;
+pub mod otlp_logs;
 pub mod oz_server;
 pub mod proxy;
 pub mod unix_proxy;
+pub mod warp_api;

@@ -11,6 +11,7 @@ mod faults_disk;
 mod faults_engine;
 mod faults_server;
 mod ops;
+mod reporting;
 mod shutdown;
 
 use std::path::{Path, PathBuf};

@@ -37,7 +37,10 @@ use crate::backend::{
     Backend, BackendContext, BackendKind, CancelSource, CancelToken, Completion, Failure,
     FailureReason, Orphan, ProbeLine, TaskRef,
 };
-use crate::process::{self, Ended, Env, GroupHandle, Limits, ProcessSpec, Redactor, RunError};
+use crate::process::{
+    self, Ended, Env, GroupHandle, Limits, ProcessSpec, Redactor, RunError, Stream,
+};
+use crate::reporting::{SetupPhase, TaskReport};
 use crate::settings::{DEFAULT_WORKSPACE_ROOT, DirectSettings};
 use crate::task::TaskSpec;
 
@@ -231,6 +234,7 @@ impl DirectBackend {
         cancel: &CancelToken,
         group: &GroupHandle,
         ws: &Workspace,
+        report: &TaskReport,
     ) -> Result<Completion, Failure> {
         let id = spec.task_id.as_str();
         let task = spec.task_ref();
@@ -258,7 +262,10 @@ impl DirectBackend {
                 grace: self.ctx.timing.kill_grace,
                 group: Some(group),
             };
-            let result = run_hook(setup, env, &ws.dir, &limits, &secrets, id, "setup");
+            let span = report.begin(SetupPhase::SetupCommand);
+            let result = run_hook(setup, env, &ws.dir, &limits, &secrets, id, "setup", report);
+            let ok = matches!(&result, Ok(Ended::Exited(e)) if e.success());
+            report.end(span, !ok, cancel.is_cancelled());
             match result {
                 Ok(Ended::Exited(e)) if e.success() => {}
                 _ if cancel.is_cancelled() => return Err(Failure::cancelled()),
@@ -308,8 +315,13 @@ impl DirectBackend {
             grace: self.ctx.timing.kill_grace,
             group: Some(group),
         };
-        let result = process::run(&agent, &limits, &secrets, &mut |_, line| {
+        let result = process::run(&agent, &limits, &secrets, &mut |stream, line| {
             log::info!(target: "agent", "[{id}] {line}");
+            let source = match stream {
+                Stream::Stdout => "agent.stdout",
+                Stream::Stderr => "agent.stderr",
+            };
+            report.line(source, &[], line);
         });
         match result {
             Ok(Ended::Exited(e)) if e.success() => Ok(Completion::Finished),
@@ -329,13 +341,20 @@ impl DirectBackend {
 
     /// Post-task cleanup: env file, teardown hook, workspace, temporary git config directory.
     /// Never changes the task's result.
-    fn close(&self, spec: &TaskSpec, cancel: &CancelToken, group: &GroupHandle, ws: Workspace) {
+    fn close(
+        &self,
+        spec: &TaskSpec,
+        cancel: &CancelToken,
+        group: &GroupHandle,
+        ws: Workspace,
+        report: &TaskReport,
+    ) {
         let id = spec.task_id.as_str();
         if let Err(e) = workspace::remove(&ws.env_file) {
             log::warn!("Task {id}: failed to remove {}: {e}", ws.env_file.display());
         }
         if let Some(teardown) = &self.teardown_command {
-            self.teardown(teardown, spec, cancel, group, &ws);
+            self.teardown(teardown, spec, cancel, group, &ws, report);
         }
         if ws.per_task {
             if self.ctx.cleanup {
@@ -368,6 +387,7 @@ impl DirectBackend {
         cancel: &CancelToken,
         group: &GroupHandle,
         ws: &Workspace,
+        report: &TaskReport,
     ) {
         let id = spec.task_id.as_str();
         if self.shut_down.load(Ordering::Acquire) {
@@ -393,7 +413,9 @@ impl DirectBackend {
         log::info!("Running teardown command for task {id}");
         let env = env::teardown_env(&self.worker_env, &spec.task_ref(), &ws.dir, &ws.gitconfig);
         let secrets = Redactor::new(&spec.secrets);
-        match run_hook(teardown, env, &ws.dir, &limits, &secrets, id, "teardown") {
+        match run_hook(
+            teardown, env, &ws.dir, &limits, &secrets, id, "teardown", report,
+        ) {
             Ok(Ended::Exited(e)) if e.success() => {}
             Ok(Ended::Exited(e)) => log::warn!("Task {id}: teardown command failed: {e}"),
             Ok(Ended::Cancelled(e) | Ended::TimedOut(e)) => {
@@ -470,14 +492,17 @@ impl Backend for DirectBackend {
         if cancel.is_cancelled() {
             return Err(Failure::cancelled());
         }
+        // Flushed (final task-log export, ≤ 5 s) when dropped, on every path.
+        let report = super::task_report(&self.ctx, BackendKind::Direct, spec);
         let ws = workspace::open(&self.layout, &spec.task_ref(), &self.tmp_dir())
             .map_err(|e| Failure::new(FailureReason::WorkspaceSetup, e.to_string()))?;
         // Tracked for shutdown only when it may be removed at all.
         if ws.created && self.ctx.cleanup {
             self.lock_created().insert(ws.dir.clone());
         }
-        let result = self.run_task(spec, cancel, group, &ws);
-        self.close(spec, cancel, group, ws);
+        let result = self.run_task(spec, cancel, group, &ws, &report);
+        self.close(spec, cancel, group, ws, &report);
+        report.finish();
         result
     }
 
@@ -548,7 +573,9 @@ impl Backend for DirectBackend {
     }
 }
 
-/// Runs a hook with `/bin/sh -c` in `dir`, forwarding its output to the log.
+/// Runs a hook with `/bin/sh -c` in `dir`, forwarding its output to the log and the task's
+/// log export.
+#[allow(clippy::too_many_arguments)]
 fn run_hook(
     command: &str,
     env: Env,
@@ -557,6 +584,7 @@ fn run_hook(
     secrets: &Redactor,
     id: &str,
     which: &str,
+    report: &TaskReport,
 ) -> Result<Ended, RunError> {
     let spec = ProcessSpec {
         program: SHELL.into(),
@@ -565,8 +593,13 @@ fn run_hook(
         env,
         stdin: None,
     };
-    process::run(&spec, limits, secrets, &mut |_, line| {
+    process::run(&spec, limits, secrets, &mut |stream, line| {
         log::info!(target: "hook", "[{id} {which}] {line}");
+        let source = match stream {
+            Stream::Stdout => "hook.stdout",
+            Stream::Stderr => "hook.stderr",
+        };
+        report.line(source, &[], line);
     })
 }
 

@@ -77,6 +77,12 @@ pub struct Prepare<'a> {
     pub env: EnvLookup<'a>,
     /// Task id for log lines.
     pub task_id: &'a str,
+    /// Where a pull is reported as the `setup_worker_image_pull` phase (the task image only),
+    /// with the task's token (a cancelled pull is not reported).
+    pub report: Option<(
+        &'a crate::reporting::TaskReport,
+        &'a crate::backend::CancelToken,
+    )>,
 }
 
 /// Makes `image` available under the pull policy and returns its inspect data:
@@ -114,7 +120,14 @@ pub fn prepare(
             });
         }
         (None, _) => {
-            pull(client, image, &reference, how)?;
+            let span = how
+                .report
+                .map(|(r, _)| r.begin(crate::reporting::SetupPhase::ImagePull));
+            let pulled = pull(client, image, &reference, how);
+            if let (Some(span), Some((report, cancel))) = (span, how.report) {
+                report.end(span, pulled.is_err(), cancel.is_cancelled());
+            }
+            pulled?;
             inspect()?.ok_or_else(|| ImageError::Vanished {
                 image: image.to_string(),
             })?

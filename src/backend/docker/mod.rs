@@ -43,6 +43,7 @@ use crate::backend::{
     FailureReason, Orphan, ProbeLine, TaskRef,
 };
 use crate::docker::{Client, Daemon, DockerError, ImageRef, Removal};
+use crate::reporting::{SetupPhase, TaskReport};
 use crate::settings::DockerSettings;
 use crate::task::TaskSpec;
 
@@ -326,6 +327,7 @@ impl DockerBackend {
             platform: &self.daemon.platform,
             env: lookup,
             task_id,
+            report: None,
         }
     }
 
@@ -336,13 +338,23 @@ impl DockerBackend {
         exec: &tracker::Execution,
         name: &str,
         suffix: &str,
+        report: &TaskReport,
     ) -> Result<Completion, Failure> {
         let client = self.client.with_abort(exec.abort.clone());
         let image = spec.image.trim();
         let lookup = self.lookup();
-        image::prepare(&client, image, &self.prepare(&lookup, &spec.task_id))
+        let how = image::Prepare {
+            report: Some((report, cancel)),
+            ..self.prepare(&lookup, &spec.task_id)
+        };
+        image::prepare(&client, image, &how)
             .map_err(|e| run::failure(cancel, FailureReason::ImagePull, e.to_string()))?;
-        let binds = self.sidecar_binds(&client, spec, cancel, suffix)?;
+        let span = report.begin(SetupPhase::SidecarPrep);
+        let binds = self.sidecar_binds(&client, spec, cancel, suffix);
+        if !spec.sidecars.is_empty() {
+            report.end(span, binds.is_err(), cancel.is_cancelled());
+        }
+        let binds = binds?;
         let labels = spec::labels(
             &spec.task_id,
             spec.execution_id.as_deref(),
@@ -366,6 +378,7 @@ impl DockerBackend {
             name,
             grace: self.ctx.timing.kill_grace,
             secrets: &spec.secrets,
+            report,
         };
         run::run(&r, &config)
     }
@@ -503,7 +516,10 @@ impl Backend for DockerBackend {
         if cancel.is_cancelled() {
             return Err(Failure::cancelled());
         }
-        self.run_task(spec, cancel, &exec, &name, &suffix)
+        // Flushes the task's logs (≤ 5 s) before the outcome is reported; the container is
+        // removed after that (`_finish` drops last).
+        let report = super::task_report(&self.ctx, BackendKind::Docker, spec);
+        self.run_task(spec, cancel, &exec, &name, &suffix, &report)
     }
 
     /// Fires the token of every matching execution and waits (bounded) until each has stopped

@@ -6,8 +6,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::backend::{CancelToken, Completion, Failure, FailureReason};
-use crate::docker::{Client, ContainerConfig, LogsOptions, StopOutcome, StreamKind, WaitCondition};
+use crate::docker::{
+    Client, ContainerConfig, LogsOptions, StopOutcome, StreamKind, WaitCondition, Waiter,
+};
 use crate::process::{LineBuffer, Redactor};
+use crate::reporting::{LineSink, SetupPhase, TaskReport};
 
 use super::tracker::{Container, Execution};
 pub use crate::threads::thread_name;
@@ -36,31 +39,18 @@ pub struct Run<'a> {
     pub name: &'a str,
     pub grace: Duration,
     pub secrets: &'a [String],
+    /// Setup events (container start) and the task's log export.
+    pub report: &'a TaskReport,
 }
 
 /// Creates, starts and waits for the task container. The container is left for the caller to
 /// remove (its id or name is recorded on the execution).
 pub fn run(r: &Run<'_>, config: &ContainerConfig) -> Result<Completion, Failure> {
-    let id = create(r, config)?;
-    let short: String = id.chars().take(12).collect();
-    let waiter = r
-        .client
-        .wait_container(&id, WaitCondition::NextExit)
-        .map_err(|e| {
-            failure(
-                r.cancel,
-                FailureReason::ContainerWait,
-                format!("failed to wait for container: {e}"),
-            )
-        })?;
-    r.client.start_container(&id).map_err(|e| {
-        failure(
-            r.cancel,
-            FailureReason::ContainerStart,
-            format!("failed to start container: {e}"),
-        )
-    })?;
-    log::info!("Task {}: started container {} ({short})", r.task_id, r.name);
+    let span = r.report.begin(SetupPhase::ContainerStart);
+    let started = create_and_start(r, config);
+    r.report
+        .end(span, started.is_err(), r.cancel.is_cancelled());
+    let (id, waiter) = started?;
     let logs = follow_logs(r, &id);
     let waited = waiter.wait();
     if waited.is_err() && r.cancel.is_cancelled() {
@@ -131,6 +121,31 @@ pub fn classify(
     Err(failure.with_exit_code(code))
 }
 
+/// Create, register the wait, start: the `setup_worker_container_start` phase.
+fn create_and_start(r: &Run<'_>, config: &ContainerConfig) -> Result<(String, Waiter), Failure> {
+    let id = create(r, config)?;
+    let waiter = r
+        .client
+        .wait_container(&id, WaitCondition::NextExit)
+        .map_err(|e| {
+            failure(
+                r.cancel,
+                FailureReason::ContainerWait,
+                format!("failed to wait for container: {e}"),
+            )
+        })?;
+    r.client.start_container(&id).map_err(|e| {
+        failure(
+            r.cancel,
+            FailureReason::ContainerStart,
+            format!("failed to start container: {e}"),
+        )
+    })?;
+    let short: String = id.chars().take(12).collect();
+    log::info!("Task {}: started container {} ({short})", r.task_id, r.name);
+    Ok((id, waiter))
+}
+
 fn create(r: &Run<'_>, config: &ContainerConfig) -> Result<String, Failure> {
     r.exec.set_container(Container::Maybe(r.name.to_string()));
     match r.client.create_container(Some(r.name), config) {
@@ -182,12 +197,15 @@ fn follow_logs(r: &Run<'_>, id: &str) -> Option<(JoinHandle<()>, mpsc::Receiver<
     let id = id.to_string();
     let task_id = r.task_id.to_string();
     let redactor = Redactor::new(r.secrets);
+    let sink = r.report.lines();
+    let name = r.name.to_string();
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name(thread_name("lg-", r.task_id))
         .stack_size(128 * 1024)
         .spawn(move || {
-            stream_logs(&client, &id, &task_id, &redactor);
+            stream_logs(&client, &id, &task_id, &redactor, &sink, &name);
+            drop(sink);
             let _ = tx.send(());
         });
     match spawned {
@@ -199,14 +217,40 @@ fn follow_logs(r: &Run<'_>, id: &str) -> Option<(JoinHandle<()>, mpsc::Receiver<
     }
 }
 
-fn stream_logs(client: &Client, id: &str, task_id: &str, redactor: &Redactor) {
+fn stream_logs(
+    client: &Client,
+    id: &str,
+    task_id: &str,
+    redactor: &Redactor,
+    sink: &LineSink,
+    name: &str,
+) {
     let options = LogsOptions {
         follow: true,
         stdout: true,
         stderr: true,
         ..Default::default()
     };
-    let mut emit = |line: &str| log::info!(target: "agent", "[{task_id}] {line}");
+    let export = |stream: &'static str, line: &str| {
+        let source = if stream == "stdout" {
+            "container.stdout"
+        } else {
+            "container.stderr"
+        };
+        sink.line(
+            source,
+            &[("container.name", name), ("log.iostream", stream)],
+            line,
+        );
+    };
+    let mut emit_out = |line: &str| {
+        log::info!(target: "agent", "[{task_id}] {line}");
+        export("stdout", line);
+    };
+    let mut emit_err = |line: &str| {
+        log::info!(target: "agent", "[{task_id}] {line}");
+        export("stderr", line);
+    };
     let mut stream = match client.container_logs(id, &options) {
         Ok(s) => s,
         Err(e) => {
@@ -220,8 +264,8 @@ fn stream_logs(client: &Client, id: &str, task_id: &str, redactor: &Redactor) {
     loop {
         match stream.next_chunk() {
             Ok(Some(chunk)) => match chunk.stream {
-                StreamKind::Stdout => out.push(&chunk.data, redactor, &mut emit),
-                StreamKind::Stderr => err.push(&chunk.data, redactor, &mut emit),
+                StreamKind::Stdout => out.push(&chunk.data, redactor, &mut emit_out),
+                StreamKind::Stderr => err.push(&chunk.data, redactor, &mut emit_err),
                 _ => {}
             },
             Ok(None) => break,
@@ -233,8 +277,8 @@ fn stream_logs(client: &Client, id: &str, task_id: &str, redactor: &Redactor) {
             }
         }
     }
-    out.finish(redactor, &mut emit);
-    err.finish(redactor, &mut emit);
+    out.finish(redactor, &mut emit_out);
+    err.finish(redactor, &mut emit_err);
 }
 
 #[cfg(test)]

@@ -316,6 +316,7 @@ mod tests {
             instance_shape: Some(shape(2, 1)),
             harness: None,
             secrets: vec![],
+            telemetry: None,
         };
         let labels = labels("t1", Some("e1"), "w", ROLE_TASK);
         let config = task_container(

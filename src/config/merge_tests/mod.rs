@@ -549,6 +549,31 @@ fn precedence_flag_env_file_default_for_every_table_flag() {
         "y"
     );
 
+    // --collect-task-logs: flag > env > file > true.
+    covered.push("collect-task-logs");
+    let collect = |args: &[&str], env: Option<&str>, yaml: &str| {
+        let mut e = vec![("WARP_API_KEY", "k")];
+        if let Some(v) = env {
+            e.push(("OZ_COLLECT_TASK_LOGS", v));
+        }
+        let mut a = vec!["--worker-id", "w"];
+        a.extend_from_slice(args);
+        let run = Run::new(&a).env(&e);
+        let run = if yaml.is_empty() { run } else { run.yaml(yaml) };
+        run.settings().collect_task_logs
+    };
+    assert!(collect(&[], None, ""));
+    assert!(!collect(&[], None, "collect_task_logs: false\n"));
+    assert!(collect(&[], Some("true"), "collect_task_logs: false\n"));
+    assert!(!collect(&[], Some("0"), "collect_task_logs: true\n"));
+    assert!(collect(&["--collect-task-logs"], Some("false"), ""));
+    assert!(!collect(&["--collect-task-logs=false"], Some("true"), ""));
+    assert!(collect(
+        &["--collect-task-logs=T"],
+        None,
+        "collect_task_logs: false\n"
+    ));
+
     covered.push("ca-bundle");
     covered.push("backend");
     covered.push("max-concurrent-tasks");

@@ -102,21 +102,20 @@ fn log_level_flag_and_default() {
 }
 
 #[test]
-fn collect_task_logs_warns_only_when_enabled() {
+fn collect_task_logs_is_quiet_and_a_bad_env_value_warns() {
     let r = Run::new(&w(&[])).yaml("collect_task_logs: true\n").ok();
+    assert!(r.warnings.is_empty());
+    assert!(r.settings.collect_task_logs);
+    let r = Run::new(&[])
+        .env(&[("WARP_API_KEY", "k"), ("OZ_COLLECT_TASK_LOGS", "nope")])
+        .mode(Mode::Check)
+        .yaml("collect_task_logs: false\n")
+        .ok();
     assert_eq!(
         r.warnings,
-        vec![
-            "collect_task_logs is accepted but per-task log export is not supported by this worker"
-        ]
+        vec!["ignoring OZ_COLLECT_TASK_LOGS=\"nope\": expected true or false"]
     );
-    assert!(
-        Run::new(&w(&[]))
-            .yaml("collect_task_logs: false\n")
-            .ok()
-            .warnings
-            .is_empty()
-    );
+    assert!(!r.settings.collect_task_logs);
 }
 
 #[test]

@@ -1,0 +1,181 @@
+//! Task-log export cost: a chatty agent (10,000 output lines) run by the direct backend with
+//! export off (baseline) and on (to a collector on 127.0.0.1 that keeps every batch), the two
+//! interleaved in the same run. Run with `cargo bench --bench task_logs`. Nothing here passes or
+//! fails on timing.
+//!
+//! Figures per task: wall time of `DirectBackend::execute` (which includes the final flush),
+//! CPU time of this process (user + system, from getrusage: the worker's side; the agent is a
+//! child process; the collector only stores the bodies, decoding happens after the runs),
+//! records received by the collector and records dropped (queue full).
+//!
+//! Tunables: BENCH_LOG_TASKS (default 20), BENCH_LOG_LINES (10000).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+// The test collector, shared with the integration tests.
+#[path = "../tests/support/otlp_logs.rs"]
+mod otlp_logs;
+#[path = "../tests/support/warp_api.rs"]
+mod warp_api;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use oz_agent_worker::backend::direct::DirectBackend;
+use oz_agent_worker::backend::{Backend, BackendContext, CancelToken};
+use oz_agent_worker::protocol::TelemetryCollection;
+use oz_agent_worker::settings::{DirectSettings, Timing};
+use oz_agent_worker::task::TaskSpec;
+
+use warp_api::FakeWarp;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// User + system CPU time of this process's threads so far (ended threads included).
+#[allow(unsafe_code)]
+fn cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one `rusage` through the pointer, which points at a zeroed,
+    // properly aligned value that lives across the call; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()), 0);
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+fn spec(id: &str, lines: u64, collector: Option<&str>) -> TaskSpec {
+    let env: Vec<(String, String)> = [
+        ("WARP_API_KEY", "bench-task-key-0001"),
+        ("WARP_WORKLOAD_TOKEN", "bench-workload-0001"),
+        ("SECRET_VALUE", "bench-secret-value-0001"),
+        (
+            "STANDIN_RUN",
+            &format!("seq -f 'output line %g of the chatty agent, with some text' 1 {lines}"),
+        ),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    TaskSpec {
+        task_id: id.into(),
+        execution_id: None,
+        task: Default::default(),
+        image: String::new(),
+        secrets: env.iter().map(|(_, v)| v.clone()).collect(),
+        env,
+        base_args: vec!["agent".into(), "run".into()],
+        sidecars: vec![],
+        instance_shape: None,
+        harness: None,
+        telemetry: collector.map(|c| TelemetryCollection {
+            endpoint: c.to_owned(),
+            logging_enabled: true,
+            ..TelemetryCollection::default()
+        }),
+    }
+}
+
+struct Sample {
+    wall: Duration,
+    cpu: Duration,
+}
+
+fn main() {
+    let tasks = env_num("BENCH_LOG_TASKS", 20);
+    let lines = env_num("BENCH_LOG_LINES", 10_000);
+    let dir = std::env::temp_dir().join(format!("oz-bench-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let agent = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/stand-in-agent");
+    let warp = FakeWarp::start();
+    let backend = DirectBackend::new(
+        DirectSettings {
+            workspace_root: Some(dir.join("ws")),
+            target_dir: None,
+            oz_path: Some(agent),
+            setup_command: None,
+            teardown_command: None,
+            env: Vec::new(),
+        },
+        BackendContext {
+            worker_id: "bench".into(),
+            cleanup: true,
+            server_root_url: warp.url(),
+            collect_task_logs: true,
+            timing: Timing::default(),
+            recorder: Default::default(),
+        },
+    )
+    .unwrap();
+    let run = |id: &str, collector: Option<&str>| -> Sample {
+        let s = spec(id, lines, collector);
+        let cancel = CancelToken::new().unwrap();
+        let (c0, t0) = (cpu(), Instant::now());
+        backend.execute(&s, &cancel).unwrap();
+        Sample {
+            wall: t0.elapsed(),
+            cpu: cpu().saturating_sub(c0),
+        }
+    };
+    // Warm up both paths (thread stacks, TLS roots are not involved: plain HTTP).
+    run("warm-off", None);
+    run("warm-on", Some(&warp.url()));
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let received_before = warp.records().len();
+    let (dropped_before, failed_before) = oz_agent_worker::reporting::dropped_records();
+    for i in 0..tasks {
+        // Interleaved, so drift in machine load hits both alike.
+        off.push(run(&format!("off-{i}"), None));
+        on.push(run(&format!("on-{i}"), Some(&warp.url())));
+    }
+    let received = warp.records().len() - received_before;
+    let (dropped, failed) = oz_agent_worker::reporting::dropped_records();
+    let mean = |v: &[Sample], f: fn(&Sample) -> Duration| {
+        v.iter().map(f).sum::<Duration>() / u32::try_from(v.len()).unwrap_or(u32::MAX)
+    };
+    let median = |v: &[Sample], f: fn(&Sample) -> Duration| {
+        let mut d: Vec<Duration> = v.iter().map(f).collect();
+        d.sort();
+        d[d.len() / 2]
+    };
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
+    println!(
+        "Task-log export cost: {tasks} tasks x {lines} output lines each, direct backend, \
+         export off and on interleaved, collector on 127.0.0.1"
+    );
+    println!("   method: wall time of DirectBackend::execute (final flush included) and this");
+    println!("           process's CPU time (getrusage; the agent is a child process; the");
+    println!("           collector in this process only stores bodies while measured)");
+    for (name, v) in [("export off", &off), ("export on ", &on)] {
+        println!(
+            "   {name}: wall mean {} p50 {} | cpu mean {} p50 {}",
+            ms(mean(v, |s| s.wall)),
+            ms(median(v, |s| s.wall)),
+            ms(mean(v, |s| s.cpu)),
+            ms(median(v, |s| s.cpu)),
+        );
+    }
+    println!(
+        "   added per task: wall {} | cpu {} (mean, on minus off)",
+        ms(mean(&on, |s| s.wall).saturating_sub(mean(&off, |s| s.wall))),
+        ms(mean(&on, |s| s.cpu).saturating_sub(mean(&off, |s| s.cpu))),
+    );
+    let sent = tasks * (lines + 1);
+    println!(
+        "   records: {received} received of about {sent} output lines; {} dropped (queue full), \
+         {} in refused batches",
+        dropped - dropped_before,
+        failed - failed_before
+    );
+    backend.shutdown();
+    let _ = std::fs::remove_dir_all(dir);
+}
