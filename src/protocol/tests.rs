@@ -137,7 +137,10 @@ fn errors_never_echo_values() {
     };
     assert!(!error.contains("s3cr3t"), "{error}");
     assert!(error.contains("invalid type"), "{error}");
-    assert_eq!(scrub(r#"a "x\"y" b `7` c"#), "a \"…\" b `…` c");
+    assert_eq!(
+        scrub_serde_message(r#"a "x\"y" b `7` c"#),
+        "a \"…\" b `…` c"
+    );
 }
 
 #[test]

@@ -10,10 +10,13 @@ use super::*;
 fn env_flag_errors() {
     for (entry, want) in [
         ("", "invalid --env flag: empty value"),
-        ("=x", "invalid --env flag: missing key in \"=x\""),
+        (
+            "=x",
+            "invalid --env flag: missing key before `=` (expected KEY=value or KEY)",
+        ),
         (
             "A B=c",
-            "invalid --env flag: key contains whitespace in \"A B=c\"",
+            "invalid --env flag: key \"A B\" contains whitespace (expected KEY=value or KEY)",
         ),
     ] {
         assert_eq!(Run::new(&w(&["-e", entry])).err(), want);
