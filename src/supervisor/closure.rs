@@ -19,11 +19,18 @@ impl Supervisor {
     /// Legacy run-wide cancellation: every execution of the run, no closure messages.
     pub(super) fn cancel_run(&mut self, task_id: &str) {
         let mut found = false;
-        for (key, task) in self.tasks.iter().filter(|(k, _)| k.task_id == task_id) {
+        let mut to_cancel = Vec::new();
+        for (key, task) in self.tasks.iter_mut().filter(|(k, _)| k.task_id == task_id) {
             found = true;
-            info!("{}", lifecycle::cancellation_requested(key));
             task.cancel.cancel(CancelSource::User);
-            self.spawn_cancel(key.clone(), false);
+            // A repeat of a cancellation already on its way to the backend costs nothing.
+            if !std::mem::replace(&mut task.backend_cancel_sent, true) {
+                info!("{}", lifecycle::cancellation_requested(key));
+                to_cancel.push(key.clone());
+            }
+        }
+        for key in to_cancel {
+            self.spawn_cancel(key, false);
         }
         for key in self.dispatched.drain_matching(|k| k.task_id == task_id) {
             found = true;

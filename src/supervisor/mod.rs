@@ -144,6 +144,9 @@ struct Active {
     /// True once a terminal message was sent on the task's behalf (shutdown deadline), so a
     /// late outcome is logged but not reported twice.
     reported: bool,
+    /// True once a legacy run-wide cancellation asked the backend to cancel this task, so a
+    /// burst of cancellations costs one backend call.
+    backend_cancel_sent: bool,
 }
 
 /// An execution-scoped cancellation waiting for the task to return and the backend to confirm.
@@ -323,7 +326,7 @@ impl Supervisor {
                     execution_id,
                 };
                 error!("Task {key}: malformed assignment: {error}");
-                if self.tasks.contains_key(&key) {
+                if self.is_duplicate(&key) {
                     warn!("{}", lifecycle::duplicate(&key));
                     return;
                 }
@@ -364,12 +367,27 @@ impl Supervisor {
     }
 
     /// Reports a claimed task that never reached the backend, and counts it like any other
-    /// finished task (so every claim is matched by exactly one result).
-    fn fail_before_start(&self, outbox: &dyn Outbox, key: &TaskRef, why: &str) {
+    /// finished task (so every claim is matched by exactly one result). The execution is
+    /// remembered like any finished one, so a resend is not claimed and failed a second time.
+    fn fail_before_start(&mut self, outbox: &dyn Outbox, key: &TaskRef, why: &str) {
         let metrics = &self.telemetry.metrics;
         metrics.task_finished(TaskResult::Failed, Duration::ZERO);
         metrics.task_failed(FailurePhase::Assignment, FailureReason::Unknown);
         outbox.send(lifecycle::failed_before_start(key, why));
+        if key.execution_id.is_some() {
+            self.finished.insert(key.clone());
+        }
+    }
+
+    /// True for an execution that is running or was seen to its end: a resend of the same
+    /// `(task_id, execution_id)` gets no second answer. Without an execution id only a running
+    /// task counts (the legacy protocol reuses task ids for new runs).
+    fn is_duplicate(&self, key: &TaskRef) -> bool {
+        let seen_execution = key.execution_id.is_some()
+            && (self.finished.contains(key)
+                || self.dispatched.contains(key)
+                || self.closed.contains(key));
+        self.tasks.contains_key(key) || seen_execution
     }
 
     fn on_assignment(&mut self, outbox: &dyn Outbox, a: TaskAssignment) {
@@ -377,11 +395,7 @@ impl Supervisor {
             task_id: a.task_id.clone(),
             execution_id: a.execution_id.clone(),
         };
-        let seen_execution = key.execution_id.is_some()
-            && (self.finished.contains(&key)
-                || self.dispatched.contains(&key)
-                || self.closed.contains(&key));
-        if self.tasks.contains_key(&key) || seen_execution {
+        if self.is_duplicate(&key) {
             warn!("{}", lifecycle::duplicate(&key));
             return;
         }
@@ -423,6 +437,7 @@ impl Supervisor {
                 started: Instant::now(),
                 _secrets: secrets,
                 reported: false,
+                backend_cancel_sent: false,
             },
         );
         self.claim(outbox, &key);
