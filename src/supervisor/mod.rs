@@ -424,7 +424,12 @@ impl Supervisor {
             Err(e) => {
                 error!("Task {key}: cannot create a cancellation token: {e}");
                 self.claim(outbox, &key);
-                self.fail_before_start(outbox, &key, &format!("worker cannot track the task: {e}"));
+                let hint = crate::threads::resource_hint(&e);
+                self.fail_before_start(
+                    outbox,
+                    &key,
+                    &format!("worker cannot track the task: {e}{hint}"),
+                );
                 return;
             }
         };
@@ -445,7 +450,12 @@ impl Supervisor {
         if let Err(e) = self.spawn_task(key.clone(), spec, cancel) {
             error!("Task {key}: cannot start a task thread: {e}");
             self.tasks.remove(&key);
-            self.fail_before_start(outbox, &key, &format!("worker cannot start the task: {e}"));
+            let hint = crate::threads::resource_hint(&e);
+            self.fail_before_start(
+                outbox,
+                &key,
+                &format!("worker cannot start the task: {e}{hint}"),
+            );
             return;
         }
         if self.opts.one_shot {

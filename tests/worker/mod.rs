@@ -5,6 +5,7 @@ mod cli;
 mod daemon;
 mod docker;
 mod faults;
+mod limits;
 mod ops;
 mod shutdown;
 

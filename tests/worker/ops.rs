@@ -13,7 +13,7 @@ use crate::support::harness::{TestDir, Worker};
 use crate::support::oz_server::OzServer;
 
 /// `GET path` on the ops listener: (status, body).
-fn get(addr: &str, path: &str) -> (u16, String) {
+pub(super) fn get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(T)).unwrap();
     write!(
@@ -36,7 +36,7 @@ fn get(addr: &str, path: &str) -> (u16, String) {
 }
 
 /// The address the worker logged for its ops listener.
-fn ops_addr(w: &mut Worker) -> String {
+pub(super) fn ops_addr(w: &mut Worker) -> String {
     w.wait_for_log("Serving /metrics", T);
     let log = w.stderr();
     let line = log
