@@ -106,7 +106,7 @@ impl WorkerCommand {
     }
 
     /// Runs the worker as `uid`/`gid` (the test must run as root).
-    pub fn as_user(mut self, uid: u32) -> Self {
+    pub fn run_as_user(mut self, uid: u32) -> Self {
         use std::os::unix::process::CommandExt;
         self.cmd.uid(uid).gid(uid);
         self

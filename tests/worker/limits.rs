@@ -147,7 +147,7 @@ fn a_flood_under_a_low_process_limit_fails_tasks_cleanly() {
     let config = direct_config(&dir, "");
     let mut w = worker(&dir, &oz, &config)
         .args(["--metrics-addr", "127.0.0.1:0"])
-        .as_user(uid)
+        .run_as_user(uid)
         .spawn();
     oz.wait_for_connections(1, T);
     w.wait_for_log("Connected to Oz", T);
