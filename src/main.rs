@@ -354,6 +354,7 @@ fn daemon(settings: &Settings) -> u8 {
     }
     drop(prober);
     backend.shutdown();
+    join_task_threads();
     observers.stop();
     info!("Worker shutdown complete");
     match exit {
@@ -389,6 +390,26 @@ fn local_run(settings: &Settings, source: &str) -> u8 {
         &mut std::io::stdout(),
     );
     backend.shutdown();
+    join_task_threads();
     info!("{}", run_once::summary(status));
     status
+}
+
+/// How long shutdown waits for task, cancellation and credential-helper threads to end after
+/// the tasks were reported and the backend shut down.
+const THREAD_JOIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Joins the threads started on behalf of tasks; names those still running at the deadline.
+fn join_task_threads() {
+    let (joined, stragglers) =
+        oz_agent_worker::threads::TRACKED.join_all_counted(Instant::now() + THREAD_JOIN_DEADLINE);
+    log::debug!("Joined {joined} task thread(s) at shutdown");
+    if !stragglers.is_empty() {
+        warn!(
+            "{} thread(s) still running {THREAD_JOIN_DEADLINE:?} into shutdown, left to end with \
+             the process: {}",
+            stragglers.len(),
+            stragglers.join(", ")
+        );
+    }
 }

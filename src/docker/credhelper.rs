@@ -99,13 +99,16 @@ pub(crate) fn get(
         return Err(format!("{program}: no stdout pipe"));
     };
     let (tx, rx) = mpsc::channel();
-    let reader = std::thread::Builder::new()
-        .name("cred-helper".to_string())
-        .spawn(move || {
+    // Tracked: a reader outlives this call when the helper times out (until its pipe
+    // closes); shutdown joins it with a deadline.
+    let reader = crate::threads::spawn_tracked(
+        std::thread::Builder::new().name("cred-helper".to_string()),
+        move || {
             let mut out = Vec::new();
             let result = stdout.take(OUTPUT_LIMIT).read_to_end(&mut out).map(|_| out);
             let _ = tx.send(result);
-        });
+        },
+    );
     if let Err(e) = reader {
         let _ = child.kill();
         let _ = child.wait();

@@ -75,21 +75,21 @@ impl Supervisor {
     pub(super) fn spawn_cancel(&self, key: TaskRef, report: bool) {
         let backend = Arc::clone(&self.backend);
         let tx = self.internal_tx.clone();
-        let spawned = std::thread::Builder::new()
+        let builder = std::thread::Builder::new()
             .name(thread_name("c-", &key.task_id))
-            .stack_size(TASK_STACK)
-            .spawn({
-                let key = key.clone();
-                move || {
-                    let result = catch_unwind(AssertUnwindSafe(|| backend.cancel(&key)))
-                        .unwrap_or_else(|p| Err(format!("cancel panicked: {}", panic_text(&p))));
-                    if report {
-                        let _ = tx.send(Internal::CancelDone { key, result });
-                    } else if let Err(e) = result {
-                        warn!("Task {key}: backend cancellation failed: {e}");
-                    }
+            .stack_size(TASK_STACK);
+        let spawned = crate::threads::spawn_tracked(builder, {
+            let key = key.clone();
+            move || {
+                let result = catch_unwind(AssertUnwindSafe(|| backend.cancel(&key)))
+                    .unwrap_or_else(|p| Err(format!("cancel panicked: {}", panic_text(&p))));
+                if report {
+                    let _ = tx.send(Internal::CancelDone { key, result });
+                } else if let Err(e) = result {
+                    warn!("Task {key}: backend cancellation failed: {e}");
                 }
-            });
+            }
+        });
         if let Err(e) = spawned {
             error!("Task {key}: cannot start a cancellation thread: {e}");
             if report {

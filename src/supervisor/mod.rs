@@ -466,31 +466,31 @@ impl Supervisor {
     fn spawn_task(&self, key: TaskRef, spec: TaskSpec, cancel: CancelToken) -> std::io::Result<()> {
         let backend = Arc::clone(&self.backend);
         let tx = self.internal_tx.clone();
-        std::thread::Builder::new()
+        let builder = std::thread::Builder::new()
             .name(thread_name("t-", &key.task_id))
-            .stack_size(TASK_STACK)
-            .spawn(move || {
-                let _scope = crate::logging::task_scope(&key.task_id);
-                let started = Instant::now();
-                let outcome = catch_unwind(AssertUnwindSafe(|| backend.execute(&spec, &cancel)))
-                    .unwrap_or_else(|panic| {
-                        Err(Failure::new(
-                            FailureReason::Unknown,
-                            format!(
-                                "worker bug: the task thread panicked: {}",
-                                panic_text(&panic)
-                            ),
-                        ))
-                    });
-                // The supervisor outlives every task thread it waits for; if it is gone the
-                // process is exiting and there is no one left to tell.
-                let _ = tx.send(Internal::TaskDone {
-                    key,
-                    outcome,
-                    took: started.elapsed(),
+            .stack_size(TASK_STACK);
+        // Tracked: shutdown joins task threads with a deadline and names the stragglers.
+        crate::threads::spawn_tracked(builder, move || {
+            let _scope = crate::logging::task_scope(&key.task_id);
+            let started = Instant::now();
+            let outcome = catch_unwind(AssertUnwindSafe(|| backend.execute(&spec, &cancel)))
+                .unwrap_or_else(|panic| {
+                    Err(Failure::new(
+                        FailureReason::Unknown,
+                        format!(
+                            "worker bug: the task thread panicked: {}",
+                            panic_text(&panic)
+                        ),
+                    ))
                 });
-            })
-            .map(|_| ())
+            // The supervisor outlives every task thread it waits for; if it is gone the
+            // process is exiting and there is no one left to tell.
+            let _ = tx.send(Internal::TaskDone {
+                key,
+                outcome,
+                took: started.elapsed(),
+            });
+        })
     }
 
     fn on_internal(&mut self, outbox: &dyn Outbox, ev: Internal) {

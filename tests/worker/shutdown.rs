@@ -139,3 +139,32 @@ fn one_shot_runs_one_task_rejects_others_and_exits() {
 fn libc_sigterm() -> i32 {
     15
 }
+
+#[test]
+fn task_threads_are_joined_at_shutdown() {
+    let dir = TestDir::new("e2e-join");
+    let oz = OzServer::start();
+    let config = direct_config(&dir, "");
+    // The agent ignores SIGTERM and the kill grace outlasts the shutdown timeout: the task is
+    // reported at the deadline while its thread still waits for the agent, and the backend's
+    // shutdown kills the agent. The thread then ends and is joined before the worker exits.
+    let mut w = worker(&dir, &oz, &config)
+        .args(["--log-level", "debug"])
+        .env("OZ_WORKER_KILL_GRACE", "120s")
+        .env("OZ_WORKER_SHUTDOWN_TIMEOUT", "1s")
+        .spawn();
+    w.wait_for_log("Connected to Oz", T);
+    oz.push_json(&assignment(
+        "t-join",
+        None,
+        json!({"STANDIN_IGNORE_TERM": "1", "STANDIN_SLEEP": "300"}),
+    ))
+    .unwrap();
+    expect(&oz, "task_claimed", "t-join");
+    w.wait_for_log("[t-join] stand-in agent: ready", T);
+    w.signal(libc_sigterm());
+    assert_eq!(w.wait(T).code(), Some(0), "{}", w.dump());
+    let log = w.stderr();
+    assert!(log.contains("Joined 1 task thread(s) at shutdown"), "{log}");
+    assert!(!log.contains("still running"), "{log}");
+}
