@@ -571,7 +571,7 @@ from \fIFILE\fR or, with \fB\-\fR, from standard input.",
     },
     Flag {
         long: "version",
-        short: None,
+        short: Some('V'),
         kind: Kind::Switch(|low| low.special = Some(Special::Version)),
         env: None,
         yaml: None,
