@@ -59,6 +59,11 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
+    let check_facts = check::Facts {
+        sources: resolved.sources.clone(),
+        offline: args.offline,
+        proxy_env: oz_agent_worker::link::ProxyEnv::from_env(),
+    };
     let settings = resolved.settings;
     logging::init(settings.log_level, settings.log_format);
     if let Some(key) = &settings.api_key {
@@ -69,10 +74,18 @@ fn main() -> ExitCode {
         warn!("{warning}");
     }
     ExitCode::from(match mode {
-        Mode::Daemon => daemon(&settings),
+        Mode::Daemon => match check::missing_bind_sources(&settings) {
+            // As `check` does, and before anything starts: a missing bind source would fail
+            // every task at container creation.
+            Some(error) => {
+                error!("{error}");
+                USAGE_ERROR
+            }
+            None => daemon(&settings),
+        },
         Mode::RunOnce => local_run(&settings, task.as_deref().unwrap_or("-")),
         Mode::Check => {
-            if check::run(&settings, &mut std::io::stdout()) {
+            if check::run(&settings, &check_facts, &mut std::io::stdout()) {
                 0
             } else {
                 RUNTIME_ERROR

@@ -558,6 +558,20 @@ per-task workspace. Overrides \fBbackend.direct.target_dir\fR.",
 from \fIFILE\fR or, with \fB\-\fR, from standard input.",
     },
     Flag {
+        long: "offline",
+        short: None,
+        kind: Kind::Switch(|low| low.offline = true),
+        env: None,
+        yaml: None,
+        default: None,
+        repeatable: false,
+        category: Category::Other,
+        doc_short: "check: report an unreachable Oz endpoint as a warning (air-gapped staging).",
+        doc_long: r"For \fBcheck\fR only: an Oz endpoint that does not resolve, accept a connection
+or complete a TLS handshake is reported as a warning instead of a failure, for staging hosts
+without a route to Oz. Ignored by the daemon and \fBrun\-once\fR.",
+    },
+    Flag {
         long: "help",
         short: Some('h'),
         kind: Kind::Switch(|low| low.special = Some(Special::Help)),

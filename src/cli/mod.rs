@@ -90,6 +90,8 @@ pub struct LowArgs {
     pub server_root_url: Option<String>,
     pub session_sharing_server_url: Option<String>,
     pub one_shot: bool,
+    /// `check --offline`: an unreachable Oz endpoint is a warning, not a failure.
+    pub offline: bool,
     pub ca_bundle: Option<PathBuf>,
     pub task: Option<String>,
     /// Set by `--help`/`--version`; ends parsing at once.

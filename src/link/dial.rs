@@ -195,6 +195,20 @@ impl Dialer {
 
     /// Dials once.
     pub(crate) fn dial(&self) -> Result<WebSocket<Transport>, DialError> {
+        let transport = self.reach()?;
+        let ws = self.ws_handshake(transport)?;
+        ws.get_ref()
+            .tcp()
+            .set_nonblocking(true)
+            .map_err(|e| DialError::Handshake {
+                error: format!("cannot make the socket non-blocking: {e}"),
+            })?;
+        Ok(ws)
+    }
+
+    /// Resolves, connects (through the proxy, if any) and completes TLS for `wss://`: all of a
+    /// dial but the WebSocket handshake. `check` uses it alone, as no API key is sent.
+    pub(crate) fn reach(&self) -> Result<Transport, DialError> {
         let target = self.url.host.with_port(self.url.port);
         let (host, port, shown) = match &self.proxy {
             Some(p) => (p.host.clone(), p.port, p.display()),
@@ -216,14 +230,7 @@ impl Dialer {
             }
             _ => Transport::plain(tcp),
         };
-        let ws = self.ws_handshake(transport)?;
-        ws.get_ref()
-            .tcp()
-            .set_nonblocking(true)
-            .map_err(|e| DialError::Handshake {
-                error: format!("cannot make the socket non-blocking: {e}"),
-            })?;
-        Ok(ws)
+        Ok(transport)
     }
 
     /// HTTP CONNECT `target` through the proxy; the proxy resolves the target's name.

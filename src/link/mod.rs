@@ -20,9 +20,11 @@ mod dial;
 mod http_head;
 mod machine;
 mod outbox;
+mod probe;
 mod proxy;
 mod tls;
 
+pub use probe::reach;
 pub(crate) use tls::tls_config;
 mod transport;
 mod url;
