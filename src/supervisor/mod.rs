@@ -295,18 +295,19 @@ impl Supervisor {
                 self.telemetry.metrics.set_connected(true);
                 info!("{}", lifecycle::connected());
             }
-            LinkEvent::Disconnected { reason } => {
+            // The link thread logs connection changes (once each); the supervisor counts them.
+            LinkEvent::Disconnected { .. } => {
                 self.telemetry.metrics.set_connected(false);
                 self.telemetry
                     .metrics
                     .reconnect(ReconnectReason::RemoteClose);
-                warn!("{}", lifecycle::disconnected(&reason));
             }
-            LinkEvent::DialFailed { error, retry_in } => {
+            // The worker closed the connection itself: nothing was lost, nothing to redial.
+            LinkEvent::Closed { .. } => self.telemetry.metrics.set_connected(false),
+            LinkEvent::DialFailed { .. } => {
                 self.telemetry
                     .metrics
                     .reconnect(ReconnectReason::DialFailed);
-                warn!("{}", lifecycle::dial_failed(&error, retry_in));
             }
             LinkEvent::Message(msg) => self.on_message(outbox, msg),
         }

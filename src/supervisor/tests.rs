@@ -547,3 +547,44 @@ fn a_burst_of_legacy_cancellations_costs_one_backend_cancel() {
     }
     assert_eq!(script.cancels.lock().unwrap().len(), 1);
 }
+
+#[test]
+fn only_lost_connections_count_as_reconnects() {
+    let telemetry = Telemetry::detached("w1", BackendKind::Direct, 0);
+    let metrics = Arc::clone(&telemetry.metrics);
+    let backend: Arc<dyn Backend> = Arc::new(ScriptedBackend(Arc::new(Script::default())));
+    let mut sup = Supervisor::new(options(), backend, telemetry);
+    let outbox = |_: Outbound| {};
+    let reconnects = |m: &Metrics| {
+        m.render_prometheus()
+            .lines()
+            .filter(|l| l.starts_with("oz_worker_websocket_reconnects_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    sup.on_link(&outbox, LinkEvent::Connected);
+    assert!(metrics.connected());
+    sup.on_link(
+        &outbox,
+        LinkEvent::Closed {
+            reason: "closed by the worker".into(),
+        },
+    );
+    assert!(!metrics.connected());
+    assert_eq!(reconnects(&metrics), 0);
+    sup.on_link(&outbox, LinkEvent::Connected);
+    sup.on_link(
+        &outbox,
+        LinkEvent::Disconnected {
+            reason: "read: connection reset".into(),
+        },
+    );
+    sup.on_link(
+        &outbox,
+        LinkEvent::DialFailed {
+            error: "connect: refused".into(),
+            retry_in: Duration::from_secs(1),
+        },
+    );
+    assert_eq!(reconnects(&metrics), 2);
+}
