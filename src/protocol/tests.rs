@@ -198,9 +198,15 @@ fn hostile_frames_are_errors_not_panics() {
 #[test]
 fn every_prefix_of_a_frame_is_handled() {
     let frame = r#"{"type":"task_assignment","data":{"task_id":"t","task":{"id":"i"}}}"#;
+    // Every strict prefix is an incomplete JSON document: an error, never a message (and no
+    // panic); the whole frame is the assignment.
     for n in 0..frame.len() {
-        let _ = decode(&frame[..n]);
+        match decode(&frame[..n]) {
+            Err(DecodeError::Envelope(_)) => {}
+            other => panic!("prefix {:?} decoded as {other:?}", &frame[..n]),
+        }
     }
+    assert!(matches!(decode(frame), Ok(Inbound::Assignment(_))));
 }
 
 fn encoded(m: Outbound) -> Value {
