@@ -277,7 +277,8 @@ flag keeps its last value. Precedence: flag, then environment, then config file,
         }
     }
     let _ = writeln!(out, ".SH CONFIGURATION FILE\n{CONFIG_FILE_ROFF}");
-    out.push_str(".SH ENVIRONMENT\n.TP\n\\fBWARP_API_KEY\\fR\nThe API key, when neither \\fB\\-\\-api\\-key\\fR nor \\fB\\-\\-api\\-key\\-file\\fR is given.\n");
+    // Timing variables from their table, then the rest (`environ_sections`).
+    out.push_str(".SH ENVIRONMENT\n");
     for var in TIMING_ENV {
         let _ = writeln!(
             out,
@@ -287,6 +288,7 @@ flag keeps its last value. Precedence: flag, then environment, then config file,
             roff(&format_duration(var.default_value()))
         );
     }
+    environ_sections(&mut out);
     let _ = writeln!(out, ".SH SIGNALS\n{}", roff(SIGNALS));
     out.push_str(".SH EXIT STATUS\n");
     for (code, doc) in EXIT_CODES {
@@ -294,6 +296,30 @@ flag keeps its last value. Precedence: flag, then environment, then config file,
     }
     out.push_str(".SH SEE ALSO\n\\fBdocker\\fR(1), \\fBkubectl\\fR(1), \\fBsystemd.exec\\fR(5)\n");
     out
+}
+
+/// The rest of ENVIRONMENT, then FILES and EXAMPLES, from the tables of `environ`.
+fn environ_sections(out: &mut String) {
+    use super::environ::{ENVIRONMENT, EXAMPLES, FILES};
+    let entry = |out: &mut String, name: &str, doc: &str| {
+        let _ = writeln!(out, ".TP\n\\fB{}\\fR\n{}", roff(name), roff(doc));
+    };
+    for (name, doc) in ENVIRONMENT {
+        entry(out, name, doc);
+    }
+    out.push_str(".SH FILES\n");
+    for (name, doc) in FILES {
+        entry(out, name, doc);
+    }
+    out.push_str(".SH EXAMPLES\n");
+    for (what, command) in EXAMPLES {
+        let _ = writeln!(
+            out,
+            ".PP\n{}\n.RS\n.nf\n{}\n.fi\n.RE",
+            roff(what),
+            roff(command)
+        );
+    }
 }
 
 fn capitalize(s: &str) -> String {
@@ -338,10 +364,16 @@ mod tests {
         for v in TIMING_ENV {
             assert!(page.contains(&roff(v.name)), "{} missing", v.name);
         }
+        for (name, _) in super::super::environ::ENVIRONMENT {
+            assert!(page.contains(&roff(name)), "{name} missing");
+        }
         for s in [
             ".SH EXIT STATUS",
             ".SH SIGNALS",
             ".SH CONFIGURATION FILE",
+            ".SH ENVIRONMENT",
+            ".SH FILES",
+            ".SH EXAMPLES",
             "run\\-once",
         ] {
             assert!(page.contains(s), "{s} missing");

@@ -7,6 +7,7 @@
 //! Adding a flag is one table entry plus one `LowArgs` field.
 
 mod doc;
+mod environ;
 mod flags;
 
 use std::ffi::OsString;
