@@ -27,6 +27,13 @@ fn the_readme_quick_start_runs_a_task_end_to_end() {
         .collect();
     assert_eq!(kinds, ["task_claimed", "task_completed"], "{}", out.dump());
     assert!(out.stderr.contains("[quickstart-task-1] stand-in agent:"));
+    // What the README says the quick start shows: the config file's environment value.
+    assert!(
+        out.stderr
+            .contains("[quickstart-task-1]   QUICKSTART_GREETING=hello from the worker config"),
+        "{}",
+        out.dump()
+    );
     assert!(!out.stderr.contains("task-scoped-key-never-printed"));
     assert!(!out.stdout.contains("task-scoped-key-never-printed"));
 }
