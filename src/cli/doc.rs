@@ -116,8 +116,10 @@ pub fn help_text() -> String {
     );
     out.push_str("a repeated single-valued flag keeps its last value. Precedence: flag, then\n");
     out.push_str("environment, then config file, then default.\n");
-    out.push_str(
-        "\nTIMING ENVIRONMENT (Go durations such as 500ms, 30s, 1m30s; must be positive):\n",
+    let _ = writeln!(
+        out,
+        "\nTIMING ENVIRONMENT (Go durations such as 500ms, 30s, 1m30s; units {}; positive):",
+        crate::config::duration::UNITS
     );
     let width = TIMING_ENV.iter().map(|v| v.name.len()).max().unwrap_or(0);
     for var in TIMING_ENV {

@@ -166,6 +166,77 @@ pub struct DecodeError {
     pub message: String,
     /// True when the document holds no keys at all.
     pub empty: bool,
+    /// The YAML path of the offending key, when the message names one.
+    pub path: Option<String>,
+}
+
+/// At most this many decoding errors of one file are reported (the rest are counted).
+pub const MAX_REPORTED_ERRORS: usize = 20;
+
+/// Decodes like [`decode`], but on failure reports the errors of every top-level key (and of
+/// every backend block) rather than the first one only, each with its line, up to
+/// [`MAX_REPORTED_ERRORS`]. Syntax errors and whole-document errors come alone.
+pub fn decode_all(text: &str) -> Result<FileConfig, Vec<DecodeError>> {
+    let first = match decode(text) {
+        Ok(cfg) => return Ok(cfg),
+        Err(e) => e,
+    };
+    let Ok(serde_norway::Value::Mapping(root)) = serde_norway::from_str(text) else {
+        return Err(vec![first]);
+    };
+    // Each piece is decoded on its own, re-serialized: serde stops at its first error.
+    let mut pieces = Vec::new();
+    for (key, value) in root {
+        match (&key, value) {
+            (serde_norway::Value::String(k), serde_norway::Value::Mapping(blocks))
+                if k == "backend" =>
+            {
+                for (block, body) in blocks {
+                    let mut inner = serde_norway::Mapping::new();
+                    inner.insert(block, body);
+                    let mut outer = serde_norway::Mapping::new();
+                    outer.insert(key.clone(), serde_norway::Value::Mapping(inner));
+                    pieces.push(outer);
+                }
+            }
+            (_, value) => {
+                let mut m = serde_norway::Mapping::new();
+                m.insert(key, value);
+                pieces.push(m);
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    for piece in pieces {
+        let Ok(snippet) = serde_norway::to_string(&piece) else {
+            continue;
+        };
+        if let Err(e) = serde_norway::from_str::<FileConfig>(&snippet) {
+            let mut e = yaml_error(&e);
+            // The snippet's line means nothing in the file: find the key in the file itself.
+            e.line = e
+                .path
+                .as_deref()
+                .and_then(|p| super::locate::line_of(text, p))
+                .or_else(|| (e.message == first.message).then_some(first.line).flatten());
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() || !errors.iter().any(|e| e.message == first.message) {
+        // The first error was not reproduced piecewise (e.g. it spans keys): keep it first.
+        errors.insert(0, first);
+    }
+    if errors.len() > MAX_REPORTED_ERRORS {
+        let more = errors.len() - MAX_REPORTED_ERRORS;
+        errors.truncate(MAX_REPORTED_ERRORS);
+        errors.push(DecodeError {
+            line: None,
+            message: format!("and {more} more error(s)"),
+            empty: false,
+            path: None,
+        });
+    }
+    Err(errors)
 }
 
 /// Decodes the text of a config file (strict), without validating it.
@@ -181,6 +252,7 @@ pub fn decode(text: &str) -> Result<FileConfig, DecodeError> {
                     "the file is empty (it must be a YAML mapping, e.g. `worker_id: my-worker`)"
                         .to_owned(),
                 empty: true,
+                path: None,
             });
         }
         serde_norway::Value::Mapping(_) => {}
@@ -192,6 +264,7 @@ pub fn decode(text: &str) -> Result<FileConfig, DecodeError> {
                     kind_of(&other)
                 ),
                 empty: false,
+                path: None,
             });
         }
     }
@@ -230,9 +303,14 @@ fn yaml_error(err: &serde_norway::Error) -> DecodeError {
         Some(p) => p.clone(),
         None => "the top level".to_owned(),
     };
+    let mut key_path = path.clone();
     let message = if let Some(rest) = msg.strip_prefix("unknown field `") {
         let quoted: Vec<&str> = rest.split('`').step_by(2).collect();
         let key = quoted.first().copied().unwrap_or_default();
+        key_path = Some(match &path {
+            Some(p) => format!("{p}.{key}"),
+            None => key.to_owned(),
+        });
         let allowed: Vec<&str> = quoted.iter().skip(1).copied().collect();
         let mut m = format!(
             "unknown key {key:?} in {place} (allowed: {})",
@@ -255,20 +333,100 @@ fn yaml_error(err: &serde_norway::Error) -> DecodeError {
     } else if msg.starts_with("deserializing from YAML containing more than one document") {
         "the file contains more than one YAML document".to_owned()
     } else {
-        let msg = match msg.find("expected struct ") {
-            Some(i) => format!("{}expected a mapping", &msg[..i]),
-            None => msg.to_owned(),
-        };
+        let msg = plain_type_names(msg);
+        let hint = shape_hint(path.as_deref(), &msg);
         match &path {
-            Some(p) => format!("{p}: {msg}"),
-            None => msg,
+            Some(p) => format!("{p}: {msg}{hint}"),
+            None => format!("{msg}{hint}"),
         }
     };
     DecodeError {
         line,
         message,
         empty: false,
+        path: key_path,
     }
+}
+
+/// serde names Rust types (`expected i64`, `expected struct DockerFile`, `invalid type:
+/// floating point`): say what to write instead.
+fn plain_type_names(msg: &str) -> String {
+    let msg = match msg.find("expected struct ") {
+        Some(i) => format!("{}expected a mapping", &msg[..i]),
+        None => msg.to_owned(),
+    };
+    const WORDS: &[(&str, &str)] = &[
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected u64", "expected a whole number, not negative"),
+        ("expected u32", "expected a whole number, not negative"),
+        ("expected u16", "expected a whole number, not negative"),
+        ("expected usize", "expected a whole number, not negative"),
+        ("expected f64", "expected a number"),
+        ("expected a map", "expected a mapping"),
+        ("invalid type: map", "invalid type: mapping"),
+        (
+            "invalid type: floating point",
+            "invalid type: decimal number",
+        ),
+        (
+            "invalid value: floating point",
+            "invalid value: decimal number",
+        ),
+        ("invalid type: unit value", "invalid type: null"),
+    ];
+    let mut out = msg;
+    for (rust, plain) in WORDS {
+        if let Some(i) = out.find(rust) {
+            let end = i + rust.len();
+            // Whole words only: `expected a mapping` must not become `expected a mappinging`.
+            if !out[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                out.replace_range(i..end, plain);
+            }
+        }
+    }
+    if out.contains("expected a whole number") && out.contains("invalid value: integer") {
+        // An integer out of range for its key (`99999999999` for an i32).
+        out.push_str(" (out of range)");
+    }
+    out
+}
+
+/// A one-line example for the common shape mistakes, appended to the message.
+fn shape_hint(path: Option<&str>, msg: &str) -> String {
+    const BACKENDS: [&str; 4] = ["docker", "direct", "command", "kubernetes"];
+    let Some(path) = path else {
+        return String::new();
+    };
+    let got_scalar = msg.starts_with("invalid type: string")
+        || msg.starts_with("invalid type: integer")
+        || msg.starts_with("invalid type: boolean")
+        || msg.starts_with("invalid type: null");
+    if path == "backend" && msg.contains("expected a mapping") {
+        let name = msg
+            .split('"')
+            .nth(1)
+            .filter(|n| BACKENDS.contains(n))
+            .unwrap_or("direct");
+        return format!(
+            " (write the backend as a block: `backend: {{{name}: {{}}}}`, or `{name}:` indented \
+             under `backend:`)"
+        );
+    }
+    if let Some(block) = path.strip_prefix("backend.")
+        && BACKENDS.contains(&block)
+        && got_scalar
+    {
+        return format!(" (e.g. `backend: {{{block}: {{}}}}` for its defaults)");
+    }
+    if path.ends_with(".environment") && msg.contains("expected a sequence") {
+        return " (a list of name/value entries, e.g. `environment: [{name: KEY, value: v}]`)"
+            .to_owned();
+    }
+    if path.ends_with(".volumes") && msg.contains("expected a sequence") {
+        return " (a list, e.g. `volumes: [\"/host/path:/container/path:ro\"]`)".to_owned();
+    }
+    String::new()
 }
 
 /// Checks every rule the schema cannot express; returns all problems (empty when valid).

@@ -275,19 +275,50 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
         line: None,
         message: "the file is not valid UTF-8".to_owned(),
     })?;
-    let cfg = file::decode(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        line: e.line,
-        message: e.message,
+    let cfg = file::decode_all(&text).map_err(|errors| {
+        // One line: the first error's line leads, the others carry their own.
+        let mut errors = errors.into_iter();
+        let first = errors.next().unwrap_or(file::DecodeError {
+            line: None,
+            message: "cannot be decoded".to_owned(),
+            empty: false,
+            path: None,
+        });
+        let mut message = first.message;
+        for e in errors {
+            message.push_str("; ");
+            message.push_str(&with_line(e.line, &e.message));
+        }
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: first.line,
+            message,
+        }
     })?;
     let problems = file::validate(&cfg);
     if !problems.is_empty() {
+        // Found after parsing: the line comes from the YAML path the problem names.
+        let problems = problems
+            .iter()
+            .map(|p| {
+                let line = super::locate::path_of_problem(p)
+                    .and_then(|key| super::locate::line_of_or_parent(&text, key));
+                with_line(line, p)
+            })
+            .collect();
         return Err(ConfigError::Invalid {
             path: path.to_path_buf(),
             problems,
         });
     }
     Ok(cfg)
+}
+
+fn with_line(line: Option<usize>, message: &str) -> String {
+    match line {
+        Some(n) => format!("line {n}: {message}"),
+        None => message.to_owned(),
+    }
 }
 
 fn read_api_key(path: &Path) -> Result<Secret, ConfigError> {

@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod file;
+mod locate;
 mod merge;
 pub mod quantity;
 mod values;

@@ -111,7 +111,7 @@ fn timing_env_errors_name_the_variable() {
             ("-1s", "must be a positive duration"),
             (
                 "10",
-                "missing unit in duration \"10\" (use one of ns, us, ms, s, m, h, e.g. \"90s\")",
+                "missing unit in duration \"10\" (units: ns, us (or µs), ms, s, m, h; e.g. \"90s\")",
             ),
             ("99999999999h", "invalid duration \"99999999999h\""),
         ] {
