@@ -8,6 +8,7 @@ pub mod duration;
 pub mod file;
 mod locate;
 mod merge;
+mod messages;
 pub mod quantity;
 mod values;
 mod yaml_json;
