@@ -8,7 +8,10 @@ use crate::support::oz_server::OzServer;
 #[test]
 fn the_readme_quick_start_runs_a_task_end_to_end() {
     let dir = TestDir::new("e2e-quickstart");
-    // Exactly the README's command, from the repository root.
+    // Exactly the README's command, from a directory that looks like the repository root (its
+    // `tests` is the repository's): the relative workspace root then lands in the test's own
+    // directory, which is removed, rather than in the checkout.
+    std::os::unix::fs::symlink(repo_root().join("tests"), dir.join("tests")).unwrap();
     let out = WorkerCommand::new(&dir)
         .args([
             "run-once",
@@ -17,9 +20,10 @@ fn the_readme_quick_start_runs_a_task_end_to_end() {
             "--task",
             "tests/support/tasks/hello.json",
         ])
-        .cwd(&repo_root())
+        .cwd(&dir.path)
         .run();
     out.expect_code(0);
+    assert!(dir.join("target/quickstart-workspaces").is_dir());
     let kinds: Vec<String> = out
         .json_lines()
         .iter()
