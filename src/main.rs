@@ -1,4 +1,5 @@
-//! Process entry: arguments -> settings -> logging -> backend -> supervisor.
+//! Process entry: arguments -> settings -> logging -> mode -> exit status. The runtime wiring
+//! lives in the `daemon` module.
 //!
 //! Exit codes are decided here and only here:
 //!
@@ -12,21 +13,12 @@
 //! `run-once` exits with the task's status instead (see `run_once::exit_status`).
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Instant;
 
-use log::{error, info, warn};
+use log::warn;
 
-use oz_agent_worker::backend::{self, Backend};
 use oz_agent_worker::cli::{self, Invocation, Mode};
-use oz_agent_worker::config;
-use oz_agent_worker::link::{Link, LinkConfig};
-use oz_agent_worker::metrics::{Health, Metrics, WorkerInfo, exporters};
-use oz_agent_worker::sd_notify::{Keeper, Notifier};
-use oz_agent_worker::settings::Settings;
-use oz_agent_worker::supervisor::{self, Exit, Supervisor, Telemetry};
-use oz_agent_worker::task::TaskOptions;
-use oz_agent_worker::{VERSION, check, logging, ops, otlp, redact, run_once, signals};
+use oz_agent_worker::daemon::{self, Outcome};
+use oz_agent_worker::{check, config, logging, redact};
 
 const USAGE_ERROR: u8 = 2;
 const RUNTIME_ERROR: u8 = 1;
@@ -73,351 +65,27 @@ fn main() -> ExitCode {
     for warning in &resolved.warnings {
         warn!("{warning}");
     }
-    ExitCode::from(match mode {
+    let outcome = match mode {
         Mode::Daemon => match check::missing_bind_sources(&settings) {
             // As `check` does, and before anything starts: a missing bind source would fail
             // every task at container creation.
             Some(error) => {
-                error!("{error}");
-                USAGE_ERROR
+                log::error!("{error}");
+                Outcome::ConfigError
             }
-            None => daemon(&settings),
+            None => daemon::run(&settings),
         },
-        Mode::RunOnce => local_run(&settings, task.as_deref().unwrap_or("-")),
-        Mode::Check => {
-            if check::run(&settings, &check_facts, &mut std::io::stdout()) {
-                0
-            } else {
-                RUNTIME_ERROR
-            }
+        Mode::RunOnce => daemon::run_once(&settings, task.as_deref().unwrap_or("-")),
+        Mode::Check if check::run(&settings, &check_facts, &mut std::io::stdout()) => {
+            Outcome::Success
         }
+        Mode::Check => Outcome::RuntimeFailure,
+    };
+    ExitCode::from(match outcome {
+        Outcome::Success => 0,
+        Outcome::RuntimeFailure => RUNTIME_ERROR,
+        Outcome::ConfigError => USAGE_ERROR,
+        Outcome::Interrupted => INTERRUPTED,
+        Outcome::Task(status) => status,
     })
-}
-
-fn task_options(settings: &Settings) -> TaskOptions {
-    use oz_agent_worker::settings::BackendSettings;
-    let mut opts = TaskOptions {
-        backend: Some(settings.backend_kind()),
-        server_root_url: settings.server_root_url.clone(),
-        idle_on_complete: settings.idle_on_complete.clone(),
-        session_sharing_server_url: settings.session_sharing_server_url.clone(),
-        ..TaskOptions::default()
-    };
-    match &settings.backend {
-        BackendSettings::Docker(d) => opts.sidecar_image = d.sidecar_image.clone(),
-        BackendSettings::Kubernetes(k) => {
-            opts.default_image = k.default_image.clone();
-            opts.sidecar_image = k.sidecar_image.clone();
-            opts.coding_cli_sidecars = k.coding_cli_sidecars.clone();
-        }
-        BackendSettings::Direct(_) | BackendSettings::Command(_) => {}
-    }
-    opts
-}
-
-fn supervisor_options(settings: &Settings) -> supervisor::Options {
-    supervisor::Options {
-        worker_id: settings.worker_id.clone(),
-        max_concurrent_tasks: settings.max_concurrent_tasks,
-        one_shot: settings.one_shot,
-        task: task_options(settings),
-        shutdown_timeout: settings.timing.shutdown_timeout,
-        drain_timeout: settings.drain_timeout,
-    }
-}
-
-fn build_backend(settings: &Settings) -> Option<Arc<dyn Backend>> {
-    match backend::build(settings, backend::Purpose::Run) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            error!("Failed to create worker: {e}");
-            None
-        }
-    }
-}
-
-/// The observability threads of a daemon run; stopped in reverse order at exit.
-struct Observers {
-    telemetry: Telemetry,
-    ops: Option<ops::OpsHandle>,
-    otlp: Option<otlp::OtlpHandle>,
-    keeper: Option<Keeper>,
-}
-
-impl Observers {
-    /// Starts `/metrics` (`--metrics-addr` or the Go worker's OTEL_* variables), OTLP push and
-    /// the systemd notifier. A listener the operator asked for by flag must come up; one the
-    /// OTEL variables asked for is best effort, as in the Go worker.
-    fn start(settings: &Settings) -> Result<Observers, u8> {
-        let env = |key: &str| std::env::var(key).ok();
-        let metrics = Metrics::new(
-            WorkerInfo {
-                version: VERSION.to_owned(),
-                backend: settings.backend_kind().as_str().to_owned(),
-                worker_id: settings.worker_id.clone(),
-            },
-            settings.max_concurrent_tasks,
-        );
-        let health = Health::new(std::time::Duration::from_secs(30));
-        let (notifier, notes) = Notifier::from_env(&env);
-        let notifier = Arc::new(notifier);
-        let plan = exporters::plan(settings.metrics_addr.as_deref(), &env);
-        for note in notes.iter().chain(&plan.warnings) {
-            warn!("{note}");
-        }
-        let ops = match &plan.listen {
-            Some(addr) => match ops::spawn(addr, Arc::clone(&metrics), Arc::clone(&health)) {
-                // `ops::spawn` logs where it listens.
-                Ok(h) => Some(h),
-                Err(e) if settings.metrics_addr.is_some() => {
-                    error!("{e}");
-                    return Err(RUNTIME_ERROR);
-                }
-                Err(e) => {
-                    warn!("{e}; continuing without metrics");
-                    None
-                }
-            },
-            None => None,
-        };
-        let otlp = match plan.otlp {
-            Some(cfg) => {
-                let endpoint = cfg.endpoint.clone();
-                match otlp::spawn(cfg, Arc::clone(&metrics)) {
-                    Ok(h) => {
-                        info!("Pushing metrics over OTLP/HTTP to {endpoint}");
-                        Some(h)
-                    }
-                    Err(e) => {
-                        warn!("Cannot start OTLP metrics push: {e}; continuing without it");
-                        None
-                    }
-                }
-            }
-            None => None,
-        };
-        let keeper = match Keeper::spawn(
-            Arc::clone(&notifier),
-            Arc::clone(&metrics),
-            Arc::clone(&health),
-        ) {
-            Ok(k) => k,
-            Err(e) => {
-                warn!("Cannot start the systemd notifier: {e}");
-                None
-            }
-        };
-        Ok(Observers {
-            telemetry: Telemetry {
-                metrics,
-                health,
-                notifier,
-            },
-            ops,
-            otlp,
-            keeper,
-        })
-    }
-
-    fn stop(self) {
-        if let Some(o) = self.otlp {
-            o.shutdown();
-        }
-        if let Some(k) = self.keeper {
-            k.stop();
-        }
-        if let Some(o) = self.ops {
-            o.shutdown();
-        }
-    }
-}
-
-/// Re-probes the backend every half minute so `/readyz` notices an engine that went away (and
-/// came back). Probing can block on I/O, so it has its own thread, never the supervisor's.
-struct BackendProber {
-    stop: Option<crossbeam_channel::Sender<()>>,
-}
-
-impl BackendProber {
-    const PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
-
-    fn spawn(backend: Arc<dyn Backend>, health: Arc<Health>) -> BackendProber {
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let _ = std::thread::Builder::new()
-            .name("probe".into())
-            .spawn(move || {
-                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                    stop_rx.recv_timeout(Self::PERIOD)
-                {
-                    let failed: Vec<String> = backend
-                        .probe()
-                        .into_iter()
-                        .filter(|l| !l.ok)
-                        .map(|l| l.what)
-                        .collect();
-                    let ok = failed.is_empty();
-                    if ok != health.backend_ok() {
-                        if ok {
-                            info!("The {} backend answers again", backend.kind());
-                        } else {
-                            warn!(
-                                "The {} backend is not ready: {}",
-                                backend.kind(),
-                                failed.join("; ")
-                            );
-                        }
-                    }
-                    health.set_backend_ok(ok);
-                }
-            })
-            .map_err(|e| warn!("Cannot start the backend probe thread: {e}"));
-        BackendProber {
-            stop: Some(stop_tx),
-        }
-    }
-}
-
-impl Drop for BackendProber {
-    fn drop(&mut self) {
-        // The thread ends at its next wake-up; a probe in progress is bounded by the
-        // backend's own timeouts, so the process does not wait for it.
-        drop(self.stop.take());
-    }
-}
-
-fn daemon(settings: &Settings) -> u8 {
-    info!(
-        "oz-agent-worker {VERSION} starting: worker id {:?}, backend {}",
-        settings.worker_id,
-        settings.backend_kind()
-    );
-    let signals = match signals::spawn() {
-        Ok(s) => s,
-        Err(e) => {
-            error!("Cannot install signal handlers: {e}");
-            return RUNTIME_ERROR;
-        }
-    };
-    let observers = match Observers::start(settings) {
-        Ok(o) => o,
-        Err(code) => return code,
-    };
-    let Some(backend) = build_backend(settings) else {
-        observers.stop();
-        return RUNTIME_ERROR;
-    };
-    let Some(api_key) = settings.api_key.clone() else {
-        // config::resolve requires a key in daemon mode; this is a bug if reached.
-        error!("No API key configured");
-        return USAGE_ERROR;
-    };
-    let (events_tx, events_rx) = crossbeam_channel::unbounded();
-    let link = match Link::spawn(
-        LinkConfig {
-            url: settings.web_socket_url.clone(),
-            worker_id: settings.worker_id.clone(),
-            api_key,
-            ca_bundle: settings.ca_bundle.clone(),
-            timing: settings.timing.clone(),
-            version: VERSION.to_owned(),
-        },
-        events_tx,
-    ) {
-        Ok(l) => l,
-        Err(e) => {
-            error!("Cannot start the Oz link: {e}");
-            observers.stop();
-            return USAGE_ERROR;
-        }
-    };
-    let telemetry = observers.telemetry.clone();
-    telemetry.health.set_backend_ok(true);
-    let prober = BackendProber::spawn(Arc::clone(&backend), Arc::clone(&telemetry.health));
-    telemetry.notifier.ready();
-    let mut supervisor = Supervisor::new(
-        supervisor_options(settings),
-        Arc::clone(&backend),
-        telemetry,
-    );
-    let outbox = |msg| link.send(msg);
-    let exit = supervisor.run(&outbox, &events_rx, &signals);
-    if exit == Exit::Aborted {
-        return INTERRUPTED;
-    }
-    let report = link.shutdown(Instant::now() + settings.timing.write_timeout);
-    if report.undelivered > 0 {
-        warn!(
-            "{} message(s) to Oz could not be delivered before the shutdown deadline",
-            report.undelivered
-        );
-    } else {
-        info!(
-            "All messages to Oz delivered{}",
-            if report.closed_cleanly {
-                "; connection closed"
-            } else {
-                ""
-            }
-        );
-    }
-    drop(prober);
-    backend.shutdown();
-    join_task_threads();
-    observers.stop();
-    info!("Worker shutdown complete");
-    match exit {
-        Exit::LinkLost => RUNTIME_ERROR,
-        _ => 0,
-    }
-}
-
-fn local_run(settings: &Settings, source: &str) -> u8 {
-    let assignment =
-        match run_once::read_task(source).and_then(|t| run_once::parse_task(source, &t)) {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("oz-agent-worker: {e}");
-                return USAGE_ERROR;
-            }
-        };
-    let signals = match signals::spawn() {
-        Ok(s) => s,
-        Err(e) => {
-            error!("Cannot install signal handlers: {e}");
-            return RUNTIME_ERROR;
-        }
-    };
-    let Some(backend) = build_backend(settings) else {
-        return RUNTIME_ERROR;
-    };
-    let status = run_once::run(
-        assignment,
-        supervisor_options(settings),
-        Arc::clone(&backend),
-        &signals,
-        &mut std::io::stdout(),
-    );
-    backend.shutdown();
-    join_task_threads();
-    info!("{}", run_once::summary(status));
-    status
-}
-
-/// How long shutdown waits for task, cancellation and credential-helper threads to end after
-/// the tasks were reported and the backend shut down.
-const THREAD_JOIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Joins the threads started on behalf of tasks; names those still running at the deadline.
-fn join_task_threads() {
-    let (joined, stragglers) =
-        oz_agent_worker::threads::TRACKED.join_all_counted(Instant::now() + THREAD_JOIN_DEADLINE);
-    log::debug!("Joined {joined} task thread(s) at shutdown");
-    if !stragglers.is_empty() {
-        warn!(
-            "{} thread(s) still running {THREAD_JOIN_DEADLINE:?} into shutdown, left to end with \
-             the process: {}",
-            stragglers.len(),
-            stragglers.join(", ")
-        );
-    }
 }

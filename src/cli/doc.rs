@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::flags::{Category, FLAGS, Flag, TIMING_ENV};
 use super::{Mode, SUBCOMMANDS};
-use crate::config::duration::format_duration;
+use crate::duration::format_duration;
 
 const SUMMARY: &str = "Self-hosted worker for Oz cloud agents: keeps one WebSocket to Oz, runs each \
 assigned task (Docker container, Kubernetes Job, host process or operator command) and reports \
@@ -119,7 +119,7 @@ pub fn help_text() -> String {
     let _ = writeln!(
         out,
         "\nTIMING ENVIRONMENT (Go durations such as 500ms, 30s, 1m30s; units {}; positive):",
-        crate::config::duration::UNITS
+        crate::duration::UNITS
     );
     let width = TIMING_ENV.iter().map(|v| v.name.len()).max().unwrap_or(0);
     for var in TIMING_ENV {

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::dial::{Dialer, Headers};
-use super::proxy::{self, ProxyEnv};
 use super::url::WsUrl;
-use super::{tls, wake};
+use super::{tls_config, wake};
+use crate::http::proxy::{self, ProxyEnv};
 use tungstenite::http::HeaderValue;
 
 /// Reaches the endpoint `url` within `budget` per phase. `Ok` says what was reached
@@ -25,7 +25,7 @@ pub fn reach(
     let proxy = proxy::select(proxy_env, url.secure, &url.host, url.port)
         .map_err(|e| format!("proxy: {e}"))?;
     let tls = if url.secure {
-        Some(tls::tls_config(ca_bundle).map_err(|e| e.to_string())?)
+        Some(tls_config(ca_bundle).map_err(|e| e.to_string())?)
     } else {
         None
     };
