@@ -167,8 +167,6 @@ pub struct DecodeError {
     pub message: String,
     /// True when the document holds no keys at all.
     pub empty: bool,
-    /// The YAML path of the offending key, when the message names one.
-    pub path: Option<String>,
 }
 
 /// At most this many decoding errors of one file are reported (the rest are counted).
@@ -182,49 +180,29 @@ pub fn decode_all(text: &str) -> Result<FileConfig, Vec<DecodeError>> {
         Ok(cfg) => return Ok(cfg),
         Err(e) => e,
     };
-    let Ok(serde_norway::Value::Mapping(root)) = serde_norway::from_str(text) else {
+    let is_mapping = matches!(
+        serde_norway::from_str::<serde_norway::Value>(text),
+        Ok(serde_norway::Value::Mapping(_))
+    );
+    if first.empty || first.line.is_none() || !is_mapping {
+        // Syntax errors and whole-document errors come alone.
         return Err(vec![first]);
-    };
-    // Each piece is decoded on its own, re-serialized: serde stops at its first error.
-    let mut pieces = Vec::new();
-    for (key, value) in root {
-        match (&key, value) {
-            (serde_norway::Value::String(k), serde_norway::Value::Mapping(blocks))
-                if k == "backend" =>
-            {
-                for (block, body) in blocks {
-                    let mut inner = serde_norway::Mapping::new();
-                    inner.insert(block, body);
-                    let mut outer = serde_norway::Mapping::new();
-                    outer.insert(key.clone(), serde_norway::Value::Mapping(inner));
-                    pieces.push(outer);
-                }
-            }
-            (_, value) => {
-                let mut m = serde_norway::Mapping::new();
-                m.insert(key, value);
-                pieces.push(m);
-            }
-        }
     }
+    // Each piece of the file (a top-level key, or one backend block) is decoded on its own:
+    // serde stops at its first error. The pieces are cut from the text itself, so each
+    // error keeps its exact line.
     let mut errors = Vec::new();
-    for piece in pieces {
-        let Ok(snippet) = serde_norway::to_string(&piece) else {
-            continue;
-        };
-        if let Err(e) = serde_norway::from_str::<FileConfig>(&snippet) {
+    for piece in super::locate::pieces(text) {
+        if let Err(e) = serde_norway::from_str::<FileConfig>(&piece.text) {
             let mut e = yaml_error(&e);
-            // The snippet's line means nothing in the file: find the key in the file itself.
             e.line = e
-                .path
-                .as_deref()
-                .and_then(|p| super::locate::line_of(text, p))
-                .or_else(|| (e.message == first.message).then_some(first.line).flatten());
+                .line
+                .and_then(|l| piece.lines.get(l.checked_sub(1)?).copied());
             errors.push(e);
         }
     }
-    if errors.is_empty() || !errors.iter().any(|e| e.message == first.message) {
-        // The first error was not reproduced piecewise (e.g. it spans keys): keep it first.
+    if !errors.iter().any(|e| e.message == first.message) {
+        // The first error was not reproduced piecewise (it spans pieces): keep it first.
         errors.insert(0, first);
     }
     if errors.len() > MAX_REPORTED_ERRORS {
@@ -234,7 +212,6 @@ pub fn decode_all(text: &str) -> Result<FileConfig, Vec<DecodeError>> {
             line: None,
             message: format!("and {more} more error(s)"),
             empty: false,
-            path: None,
         });
     }
     Err(errors)
@@ -253,7 +230,6 @@ pub fn decode(text: &str) -> Result<FileConfig, DecodeError> {
                     "the file is empty (it must be a YAML mapping, e.g. `worker_id: my-worker`)"
                         .to_owned(),
                 empty: true,
-                path: None,
             });
         }
         serde_norway::Value::Mapping(_) => {}
@@ -265,7 +241,6 @@ pub fn decode(text: &str) -> Result<FileConfig, DecodeError> {
                     kind_of(&other)
                 ),
                 empty: false,
-                path: None,
             });
         }
     }
@@ -292,14 +267,9 @@ fn yaml_error(err: &serde_norway::Error) -> DecodeError {
         Some(p) => p.clone(),
         None => "the top level".to_owned(),
     };
-    let mut key_path = path.clone();
     let message = if let Some(rest) = msg.strip_prefix("unknown field `") {
         let quoted: Vec<&str> = rest.split('`').step_by(2).collect();
         let key = quoted.first().copied().unwrap_or_default();
-        key_path = Some(match &path {
-            Some(p) => format!("{p}.{key}"),
-            None => key.to_owned(),
-        });
         let allowed: Vec<&str> = quoted.iter().skip(1).copied().collect();
         let mut m = format!(
             "unknown key {key:?} in {place} (allowed: {})",
@@ -333,7 +303,6 @@ fn yaml_error(err: &serde_norway::Error) -> DecodeError {
         line,
         message,
         empty: false,
-        path: key_path,
     }
 }
 

@@ -122,6 +122,62 @@ fn content_of(line: &str) -> Option<(isize, &str)> {
     Some((indent, content.trim_end()))
 }
 
+/// A piece of a config file that decodes on its own: one top-level key with its block, or
+/// `backend:` with one backend block. `lines[i]` is the file's line of the piece's line `i + 1`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Piece {
+    pub text: String,
+    pub lines: Vec<usize>,
+}
+
+impl Piece {
+    fn push(&mut self, lines: &[&str], i: usize) {
+        self.text.push_str(lines[i]);
+        self.text.push('\n');
+        self.lines.push(i + 1);
+    }
+}
+
+/// Cuts block-style YAML into [`Piece`]s. Flow-style or unusual documents give fewer pieces;
+/// the caller still has the whole file's first error.
+pub fn pieces(text: &str) -> Vec<Piece> {
+    let lines: Vec<&str> = text.lines().collect();
+    let starts: Vec<usize> = (0..lines.len())
+        .filter(|&i| {
+            let l = lines[i];
+            !l.starts_with([' ', '\t', '#', '-', '.', '}', ']']) && !l.trim().is_empty()
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (n, &s) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(lines.len());
+        let (key, rest) = lines[s].split_once(':').unwrap_or((lines[s], ""));
+        let rest = rest.trim();
+        if key.trim() != "backend" || !(rest.is_empty() || rest.starts_with('#')) {
+            let mut piece = Piece::default();
+            (s..end).for_each(|i| piece.push(&lines, i));
+            out.push(piece);
+            continue;
+        }
+        // One piece per backend block: the block keys are the least indented lines.
+        let body: Vec<(usize, isize)> = (s + 1..end)
+            .filter_map(|i| content_of(lines[i]).map(|(indent, _)| (i, indent)))
+            .collect();
+        let Some(indent) = body.iter().map(|b| b.1).min() else {
+            continue;
+        };
+        let block_starts: Vec<usize> = body.iter().filter(|b| b.1 == indent).map(|b| b.0).collect();
+        for (m, &bs) in block_starts.iter().enumerate() {
+            let be = block_starts.get(m + 1).copied().unwrap_or(end);
+            let mut piece = Piece::default();
+            piece.push(&lines, s);
+            (bs..be).for_each(|i| piece.push(&lines, i));
+            out.push(piece);
+        }
+    }
+    out
+}
+
 /// The YAML path a validation message starts with (`backend.docker.image_pull_policy must…`,
 /// `invalid drain_timeout "x": …`), if it names one; "at most one backend" points at `backend`.
 pub fn path_of_problem(problem: &str) -> Option<&str> {
@@ -181,6 +237,22 @@ drain_timeout: later
             Some(7)
         );
         assert_eq!(line_of_or_parent(TEXT, "nothing.here"), None);
+    }
+
+    #[test]
+    fn pieces_are_top_level_keys_and_backend_blocks() {
+        let p = pieces(TEXT);
+        let texts: Vec<&str> = p.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(texts[0], "worker_id: w\n# a comment\n");
+        assert_eq!(
+            texts[1],
+            "backend:\n  docker:\n    volumes:\n      - /a:/b\n"
+        );
+        assert!(texts[2].starts_with("backend:\n  command:\n    dispatch_timeout: 5x\n"));
+        assert_eq!(texts[3], "drain_timeout: later\n");
+        assert_eq!(p.len(), 4);
+        assert_eq!(p[1].lines, [3, 4, 5, 6]);
+        assert_eq!(p[2].lines[..3], [3, 7, 8]);
     }
 
     #[test]

@@ -282,7 +282,6 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
             line: None,
             message: "cannot be decoded".to_owned(),
             empty: false,
-            path: None,
         });
         let mut message = first.message;
         for e in errors {
