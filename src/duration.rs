@@ -20,17 +20,20 @@ pub enum DurationError {
     UnknownUnit { unit: String, input: String },
 }
 
+/// The units of a Go duration, as every message and the docs list them.
+pub const UNITS: &str = "ns, us (or µs), ms, s, m, h";
+
 impl fmt::Display for DurationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DurationError::Invalid(s) => write!(f, "invalid duration {s:?}"),
             DurationError::MissingUnit(s) => write!(
                 f,
-                "missing unit in duration {s:?} (use one of ns, us, ms, s, m, h, e.g. \"90s\")"
+                "missing unit in duration {s:?} (units: {UNITS}; e.g. \"90s\")"
             ),
             DurationError::UnknownUnit { unit, input } => write!(
                 f,
-                "unknown unit {unit:?} in duration {input:?} (valid units: ns, us, µs, ms, s, m, h)"
+                "unknown unit {unit:?} in duration {input:?} (units: {UNITS}; e.g. \"90s\")"
             ),
         }
     }
@@ -354,7 +357,7 @@ mod tests {
         );
         assert_eq!(
             parse_go_duration("3d").unwrap_err().to_string(),
-            "unknown unit \"d\" in duration \"3d\" (valid units: ns, us, µs, ms, s, m, h)"
+            "unknown unit \"d\" in duration \"3d\" (units: ns, us (or µs), ms, s, m, h; e.g. \"90s\")"
         );
         assert!(
             parse_go_duration("5")

@@ -161,17 +161,6 @@ pub fn connected() -> &'static str {
     "Connected to Oz"
 }
 
-pub fn disconnected(reason: &str) -> String {
-    format!("Connection closed, will attempt to reconnect: {reason}")
-}
-
-pub fn dial_failed(error: &str, retry_in: Duration) -> String {
-    format!(
-        "Failed to connect: {error}, retrying in {:.1}s",
-        retry_in.as_secs_f64()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

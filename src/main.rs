@@ -51,6 +51,11 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
+    let check_facts = check::Facts {
+        sources: resolved.sources.clone(),
+        offline: args.offline,
+        proxy_env: oz_agent_worker::link::ProxyEnv::from_env(),
+    };
     let settings = resolved.settings;
     logging::init(settings.log_level, settings.log_format);
     if let Some(key) = &settings.api_key {
@@ -61,9 +66,19 @@ fn main() -> ExitCode {
         warn!("{warning}");
     }
     let outcome = match mode {
-        Mode::Daemon => daemon::run(&settings),
+        Mode::Daemon => match check::missing_bind_sources(&settings) {
+            // As `check` does, and before anything starts: a missing bind source would fail
+            // every task at container creation.
+            Some(error) => {
+                log::error!("{error}");
+                Outcome::ConfigError
+            }
+            None => daemon::run(&settings),
+        },
         Mode::RunOnce => daemon::run_once(&settings, task.as_deref().unwrap_or("-")),
-        Mode::Check if check::run(&settings, &mut std::io::stdout()) => Outcome::Success,
+        Mode::Check if check::run(&settings, &check_facts, &mut std::io::stdout()) => {
+            Outcome::Success
+        }
         Mode::Check => Outcome::RuntimeFailure,
     };
     ExitCode::from(match outcome {

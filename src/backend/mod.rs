@@ -288,7 +288,10 @@ pub fn build_recovering(
         recorder,
     };
     match &settings.backend {
-        BackendSettings::Direct(s) => boxed(direct::DirectBackend::new(s.clone(), ctx)),
+        BackendSettings::Direct(s) => match purpose {
+            Purpose::Run => boxed(direct::DirectBackend::new(s.clone(), ctx)),
+            Purpose::Check => boxed(direct::DirectBackend::for_check(s.clone(), ctx)),
+        },
         BackendSettings::Command(s) => boxed(command::CommandBackend::new(s.clone(), ctx)),
         BackendSettings::Docker(s) => match purpose {
             Purpose::Run => {

@@ -119,8 +119,10 @@ pub fn help_text() -> String {
     );
     out.push_str("a repeated single-valued flag keeps its last value. Precedence: flag, then\n");
     out.push_str("environment, then config file, then default.\n");
-    out.push_str(
-        "\nTIMING ENVIRONMENT (Go durations such as 500ms, 30s, 1m30s; must be positive):\n",
+    let _ = writeln!(
+        out,
+        "\nTIMING ENVIRONMENT (Go durations such as 500ms, 30s, 1m30s; units {}; positive):",
+        crate::duration::UNITS
     );
     let width = TIMING_ENV.iter().map(|v| v.name.len()).max().unwrap_or(0);
     for var in TIMING_ENV {
@@ -284,8 +286,8 @@ flag keeps its last value. Precedence: flag, then environment, then config file,
         }
     }
     let _ = writeln!(out, ".SH CONFIGURATION FILE\n{CONFIG_FILE_ROFF}");
-    out.push_str(".SH ENVIRONMENT\n.TP\n\\fBWARP_API_KEY\\fR\nThe API key, when neither \\fB\\-\\-api\\-key\\fR nor \\fB\\-\\-api\\-key\\-file\\fR is given.\n");
-    out.push_str(".TP\n\\fBOZ_COLLECT_TASK_LOGS\\fR\n\\fBtrue\\fR or \\fBfalse\\fR: allow per-task log export when \\fB\\-\\-collect\\-task\\-logs\\fR is not given; wins over \\fBcollect_task_logs\\fR in the config file.\n");
+    // Timing variables from their table, then the rest (`environ_sections`).
+    out.push_str(".SH ENVIRONMENT\n");
     for var in TIMING_ENV {
         let _ = writeln!(
             out,
@@ -295,6 +297,7 @@ flag keeps its last value. Precedence: flag, then environment, then config file,
             roff(&format_duration(var.default_value()))
         );
     }
+    environ_sections(&mut out);
     let _ = writeln!(out, ".SH SIGNALS\n{}", roff(SIGNALS));
     out.push_str(".SH EXIT STATUS\n");
     for (code, doc) in EXIT_CODES {
@@ -302,6 +305,30 @@ flag keeps its last value. Precedence: flag, then environment, then config file,
     }
     out.push_str(".SH SEE ALSO\n\\fBdocker\\fR(1), \\fBkubectl\\fR(1), \\fBsystemd.exec\\fR(5)\n");
     out
+}
+
+/// The rest of ENVIRONMENT, then FILES and EXAMPLES, from the tables of `environ`.
+fn environ_sections(out: &mut String) {
+    use super::environ::{ENVIRONMENT, EXAMPLES, FILES};
+    let entry = |out: &mut String, name: &str, doc: &str| {
+        let _ = writeln!(out, ".TP\n\\fB{}\\fR\n{}", roff(name), roff(doc));
+    };
+    for (name, doc) in ENVIRONMENT {
+        entry(out, name, doc);
+    }
+    out.push_str(".SH FILES\n");
+    for (name, doc) in FILES {
+        entry(out, name, doc);
+    }
+    out.push_str(".SH EXAMPLES\n");
+    for (what, command) in EXAMPLES {
+        let _ = writeln!(
+            out,
+            ".PP\n{}\n.RS\n.nf\n{}\n.fi\n.RE",
+            roff(what),
+            roff(command)
+        );
+    }
 }
 
 fn capitalize(s: &str) -> String {
@@ -346,10 +373,16 @@ mod tests {
         for v in TIMING_ENV {
             assert!(page.contains(&roff(v.name)), "{} missing", v.name);
         }
+        for (name, _) in super::super::environ::ENVIRONMENT {
+            assert!(page.contains(&roff(name)), "{name} missing");
+        }
         for s in [
             ".SH EXIT STATUS",
             ".SH SIGNALS",
             ".SH CONFIGURATION FILE",
+            ".SH ENVIRONMENT",
+            ".SH FILES",
+            ".SH EXAMPLES",
             "run\\-once",
         ] {
             assert!(page.contains(s), "{s} missing");

@@ -7,6 +7,7 @@
 //! Adding a flag is one table entry plus one `LowArgs` field.
 
 mod doc;
+mod environ;
 mod flags;
 
 use std::ffi::OsString;
@@ -92,6 +93,8 @@ pub struct LowArgs {
     pub one_shot: bool,
     /// `--collect-task-logs[=BOOL]`; `None` when not given.
     pub collect_task_logs: Option<bool>,
+    /// `check --offline`: an unreachable Oz endpoint is a warning, not a failure.
+    pub offline: bool,
     pub ca_bundle: Option<PathBuf>,
     /// `--state-dir`: where the outcome journal lives.
     pub state_dir: Option<PathBuf>,

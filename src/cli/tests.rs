@@ -316,9 +316,13 @@ fn help_and_version() {
             other => panic!("{args:?}: {other:?}"),
         }
     }
-    match parse(os(&["--version"])) {
-        Ok(Invocation::Version(v)) => assert_eq!(v, format!("oz-agent-worker {}", crate::VERSION)),
-        other => panic!("{other:?}"),
+    for args in [&["--version"][..], &["-V"], &["check", "-V"]] {
+        match parse(os(args)) {
+            Ok(Invocation::Version(v)) => {
+                assert_eq!(v, format!("oz-agent-worker {}", crate::VERSION))
+            }
+            other => panic!("{args:?}: {other:?}"),
+        }
     }
     assert_eq!(version_text(), "oz-agent-worker 0.1.0");
     // --help wins even before later bad flags are seen.

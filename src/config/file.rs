@@ -172,6 +172,54 @@ pub struct DecodeError {
     pub empty: bool,
 }
 
+/// At most this many decoding errors of one file are reported (the rest are counted).
+pub const MAX_REPORTED_ERRORS: usize = 20;
+
+/// Decodes like [`decode`], but on failure reports the errors of every top-level key (and of
+/// every backend block) rather than the first one only, each with its line, up to
+/// [`MAX_REPORTED_ERRORS`]. Syntax errors and whole-document errors come alone.
+pub fn decode_all(text: &str) -> Result<FileConfig, Vec<DecodeError>> {
+    let first = match decode(text) {
+        Ok(cfg) => return Ok(cfg),
+        Err(e) => e,
+    };
+    let is_mapping = matches!(
+        serde_norway::from_str::<serde_norway::Value>(text),
+        Ok(serde_norway::Value::Mapping(_))
+    );
+    if first.empty || first.line.is_none() || !is_mapping {
+        // Syntax errors and whole-document errors come alone.
+        return Err(vec![first]);
+    }
+    // Each piece of the file (a top-level key, or one backend block) is decoded on its own:
+    // serde stops at its first error. The pieces are cut from the text itself, so each
+    // error keeps its exact line.
+    let mut errors = Vec::new();
+    for piece in super::locate::pieces(text) {
+        if let Err(e) = serde_norway::from_str::<FileConfig>(&piece.text) {
+            let mut e = yaml_error(&e);
+            e.line = e
+                .line
+                .and_then(|l| piece.lines.get(l.checked_sub(1)?).copied());
+            errors.push(e);
+        }
+    }
+    if !errors.iter().any(|e| e.message == first.message) {
+        // The first error was not reproduced piecewise (it spans pieces): keep it first.
+        errors.insert(0, first);
+    }
+    if errors.len() > MAX_REPORTED_ERRORS {
+        let more = errors.len() - MAX_REPORTED_ERRORS;
+        errors.truncate(MAX_REPORTED_ERRORS);
+        errors.push(DecodeError {
+            line: None,
+            message: format!("and {more} more error(s)"),
+            empty: false,
+        });
+    }
+    Err(errors)
+}
+
 /// Decodes the text of a config file (strict), without validating it.
 pub fn decode(text: &str) -> Result<FileConfig, DecodeError> {
     // A first, schema-free pass tells an empty document from a valid one and gives a clear
@@ -247,13 +295,11 @@ fn yaml_error(err: &serde_norway::Error) -> DecodeError {
     } else if msg.starts_with("deserializing from YAML containing more than one document") {
         "the file contains more than one YAML document".to_owned()
     } else {
-        let msg = match msg.find("expected struct ") {
-            Some(i) => format!("{}expected a mapping", &msg[..i]),
-            None => msg.to_owned(),
-        };
+        let msg = super::messages::plain_type_names(msg);
+        let hint = super::messages::shape_hint(path.as_deref(), &msg);
         match &path {
-            Some(p) => format!("{p}: {msg}"),
-            None => msg,
+            Some(p) => format!("{p}: {msg}{hint}"),
+            None => format!("{msg}{hint}"),
         }
     };
     DecodeError {

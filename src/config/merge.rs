@@ -70,21 +70,41 @@ pub fn resolve_with_cwd(
     // Only used when a file was read: every file-derived error has a path.
     let file_path = config_path.clone().unwrap_or_default();
 
-    let worker_id = match non_empty(&args.worker_id).or(non_empty(&file.worker_id)) {
-        Some(id) => id,
-        None if mode == Mode::Daemon => return Err(ConfigError::WorkerIdRequired),
-        None => DEFAULT_WORKER_ID_LOCAL.to_owned(),
+    let mut sources = super::Sources::default();
+    let worker_id = match (non_empty(&args.worker_id), non_empty(&file.worker_id)) {
+        (Some(id), _) => {
+            sources.worker_id = Some("--worker-id".to_owned());
+            id
+        }
+        (None, Some(id)) => {
+            sources.worker_id = Some(format!("worker_id in {}", file_path.display()));
+            id
+        }
+        (None, None) if mode == Mode::Daemon => return Err(ConfigError::WorkerIdRequired),
+        (None, None) => DEFAULT_WORKER_ID_LOCAL.to_owned(),
     };
     if worker_id.starts_with("warp") {
         return Err(ConfigError::WorkerIdReserved(worker_id));
     }
 
     let api_key = match (&args.api_key, expand("--api-key-file", &args.api_key_file)?) {
-        (Some(key), _) => Some(key.clone()),
-        (None, Some(path)) => Some(read_api_key(&path)?),
-        (None, None) => env("WARP_API_KEY")
-            .filter(|k| !k.is_empty())
-            .map(Secret::new),
+        (Some(key), _) => {
+            sources.api_key = Some("--api-key".to_owned());
+            Some(key.clone())
+        }
+        (None, Some(path)) => {
+            sources.api_key = Some(format!("--api-key-file {}", path.display()));
+            Some(read_api_key(&path)?)
+        }
+        (None, None) => {
+            let key = env("WARP_API_KEY")
+                .filter(|k| !k.is_empty())
+                .map(Secret::new);
+            if key.is_some() {
+                sources.api_key = Some("WARP_API_KEY".to_owned());
+            }
+            key
+        }
     };
     if api_key.is_none() && mode == Mode::Daemon {
         return Err(ConfigError::ApiKeyRequired);
@@ -236,7 +256,11 @@ pub fn resolve_with_cwd(
         state_dir,
         timing: timing(env)?,
     };
-    Ok(Resolved { settings, warnings })
+    Ok(Resolved {
+        settings,
+        warnings,
+        sources,
+    })
 }
 
 fn non_empty(v: &Option<String>) -> Option<String> {
@@ -269,19 +293,49 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
         line: None,
         message: "the file is not valid UTF-8".to_owned(),
     })?;
-    let cfg = file::decode(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        line: e.line,
-        message: e.message,
+    let cfg = file::decode_all(&text).map_err(|errors| {
+        // One line: the first error's line leads, the others carry their own.
+        let mut errors = errors.into_iter();
+        let first = errors.next().unwrap_or(file::DecodeError {
+            line: None,
+            message: "cannot be decoded".to_owned(),
+            empty: false,
+        });
+        let mut message = first.message;
+        for e in errors {
+            message.push_str("; ");
+            message.push_str(&with_line(e.line, &e.message));
+        }
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: first.line,
+            message,
+        }
     })?;
     let problems = file::validate(&cfg);
     if !problems.is_empty() {
+        // Found after parsing: the line comes from the YAML path the problem names.
+        let problems = problems
+            .iter()
+            .map(|p| {
+                let line = super::locate::path_of_problem(p)
+                    .and_then(|key| super::locate::line_of_or_parent(&text, key));
+                with_line(line, p)
+            })
+            .collect();
         return Err(ConfigError::Invalid {
             path: path.to_path_buf(),
             problems,
         });
     }
     Ok(cfg)
+}
+
+fn with_line(line: Option<usize>, message: &str) -> String {
+    match line {
+        Some(n) => format!("line {n}: {message}"),
+        None => message.to_owned(),
+    }
 }
 
 fn read_api_key(path: &Path) -> Result<Secret, ConfigError> {

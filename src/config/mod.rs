@@ -5,7 +5,9 @@
 //! in as a lookup function so tests never touch the process environment.
 
 pub mod file;
+mod locate;
 mod merge;
+mod messages;
 pub mod quantity;
 mod values;
 mod yaml_json;
@@ -25,7 +27,21 @@ pub use merge::resolve_with_cwd;
 pub struct Resolved {
     pub settings: Settings,
     pub warnings: Vec<String>,
+    /// Where the worker id and the API key came from, for `check`.
+    pub sources: Sources,
 }
+
+/// Where two settings that the daemon requires came from (`None`: not given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// `--worker-id` or `worker_id in <file>`; `None` when `check`/`run-once` defaulted it.
+    pub worker_id: Option<String>,
+    /// `--api-key`, `--api-key-file <path>` or `WARP_API_KEY`; `None` when none was found.
+    pub api_key: Option<String>,
+}
+
+/// The API key sources, in the order they are tried (for messages).
+pub const API_KEY_SOURCES: &str = "--api-key, --api-key-file, WARP_API_KEY";
 
 /// Anything wrong with the flags, environment or config file. `Display` is one line with
 /// context; `main` exits 2 on it. Never contains the API key.

@@ -18,11 +18,14 @@ pub fn parse_env_flag(
         Some((k, v)) => (k, Some(v)),
         None => (entry, None),
     };
+    // The value may be a secret: errors name the key only.
     if key.is_empty() {
-        return Err(format!("missing key in {entry:?}"));
+        return Err("missing key before `=` (expected KEY=value or KEY)".to_owned());
     }
     if key.contains(char::is_whitespace) {
-        return Err(format!("key contains whitespace in {entry:?}"));
+        return Err(format!(
+            "key {key:?} contains whitespace (expected KEY=value or KEY)"
+        ));
     }
     let value = match value {
         Some(v) => v.to_owned(),
@@ -164,11 +167,17 @@ mod tests {
     fn env_flag_errors() {
         let p = |e: &str| parse_env_flag(e, &host).unwrap_err();
         assert_eq!(p(""), "empty value");
-        assert_eq!(p("=x"), "missing key in \"=x\"");
-        assert_eq!(p("="), "missing key in \"=\"");
-        assert_eq!(p("A B=c"), "key contains whitespace in \"A B=c\"");
-        assert_eq!(p("A\tB=c"), "key contains whitespace in \"A\\tB=c\"");
-        assert_eq!(p("A B"), "key contains whitespace in \"A B\"");
+        let missing = "missing key before `=` (expected KEY=value or KEY)";
+        assert_eq!(p("=x"), missing);
+        assert_eq!(p("="), missing);
+        let spaced = "key \"A B\" contains whitespace (expected KEY=value or KEY)";
+        assert_eq!(p("A B=c"), spaced);
+        assert_eq!(p("A B"), spaced);
+        assert!(p("A\tB=c").starts_with("key \"A\\tB\" contains"));
+        // The value is never echoed: it may be a secret.
+        for entry in ["=s3cr3t", "A B=s3cr3t", " =s3cr3t"] {
+            assert!(!p(entry).contains("s3cr3t"), "{}", p(entry));
+        }
     }
 
     #[test]

@@ -171,6 +171,7 @@ pub fn run(settings: &Settings) -> Outcome {
     }
     drop(prober);
     backend.shutdown();
+    join_task_threads();
     observers.stop();
     info!("Worker shutdown complete");
     match exit {
@@ -206,6 +207,26 @@ pub fn run_once(settings: &Settings, source: &str) -> Outcome {
         &mut std::io::stdout(),
     );
     backend.shutdown();
+    join_task_threads();
     info!("{}", once::summary(status));
     Outcome::Task(status)
+}
+
+/// How long shutdown waits for task, cancellation and credential-helper threads to end after
+/// the tasks were reported and the backend shut down.
+const THREAD_JOIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Joins the threads started on behalf of tasks; names those still running at the deadline.
+fn join_task_threads() {
+    let (joined, stragglers) =
+        crate::threads::TRACKED.join_all_counted(Instant::now() + THREAD_JOIN_DEADLINE);
+    log::debug!("Joined {joined} task thread(s) at shutdown");
+    if !stragglers.is_empty() {
+        warn!(
+            "{} thread(s) still running {THREAD_JOIN_DEADLINE:?} into shutdown, left to end with \
+             the process: {}",
+            stragglers.len(),
+            stragglers.join(", ")
+        );
+    }
 }

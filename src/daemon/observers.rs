@@ -44,13 +44,8 @@ impl Observers {
         }
         let ops = match &plan.listen {
             Some(addr) => match ops::spawn(addr, Arc::clone(&metrics), Arc::clone(&health)) {
-                Ok(h) => {
-                    info!(
-                        "Serving /metrics, /healthz and /readyz on http://{}",
-                        h.local_addr()
-                    );
-                    Some(h)
-                }
+                // `ops::spawn` logs where it listens.
+                Ok(h) => Some(h),
                 Err(e) if settings.metrics_addr.is_some() => {
                     error!("{e}");
                     return Err(Outcome::RuntimeFailure);

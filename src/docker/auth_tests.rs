@@ -12,6 +12,8 @@ case "$server" in
   slow.io) exec sleep 30 ;;
   bad.io) echo 'hunter2 not json' ;;
   broken.io) echo 'helper exploded'; exit 3 ;;
+  leaky.io) printf '{"ServerURL":"leaky.io","Username":"u","Secret":"leaked-s3cr3t"}'; exit 2 ;;
+  envdump.io) env > "$(dirname "$0")/env"; printf '{"ServerURL":"envdump.io","Username":"u","Secret":"p"}' ;;
   *) echo 'credentials not found in native keychain'; exit 1 ;;
 esac
 "#;
@@ -248,7 +250,13 @@ fn helper_failures_are_errors_without_secrets() {
     assert!(err.contains("credsStore"), "{err}");
     let err = s.resolve("broken.io/img").unwrap_err().to_string();
     assert!(
-        err.contains("helper exploded") && err.contains("exit status: 3"),
+        !err.contains("helper exploded") && err.contains("exit status: 3"),
+        "{err}"
+    );
+    // A helper that prints its secret JSON and then fails: the output is not echoed.
+    let err = s.resolve("leaky.io/img").unwrap_err().to_string();
+    assert!(
+        !err.contains("leaked-s3cr3t") && err.contains("exit status: 2"),
         "{err}"
     );
 
@@ -261,6 +269,45 @@ fn helper_failures_are_errors_without_secrets() {
     let s = Setup::new("auth-helper-name", r#"{"credsStore":"../evil"}"#);
     let err = s.resolve("r.io/img").unwrap_err().to_string();
     assert!(err.contains("invalid credential helper name"), "{err}");
+}
+
+#[test]
+fn the_helper_gets_a_cleared_environment_with_what_it_needs() {
+    let s = Setup::new("auth-helper-env", r#"{"credsStore":"test"}"#);
+    let auth = s
+        .resolve_with(
+            "envdump.io/img",
+            &[
+                ("WARP_API_KEY", "wk-s3cr3t"),
+                ("NOTIFY_SOCKET", "/run/systemd/notify"),
+                ("WATCHDOG_USEC", "1000000"),
+                ("HOME", "/home/op"),
+                ("HTTPS_PROXY", "http://proxy:3128"),
+                ("no_proxy", "localhost"),
+            ],
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(password(&auth).1, "u");
+    let dump = std::fs::read_to_string(s.dir.path().join("bin/env")).unwrap();
+    let mut names = Vec::new();
+    for line in dump.lines() {
+        let name = line.split('=').next().unwrap();
+        // The shell adds these itself.
+        if ["PWD", "OLDPWD", "SHLVL", "_"].contains(&name) {
+            continue;
+        }
+        assert!(
+            credhelper::HELPER_ENV.contains(&name),
+            "the helper was given {name}: {dump}"
+        );
+        names.push(name);
+    }
+    for expected in ["PATH", "HOME", "DOCKER_CONFIG", "HTTPS_PROXY", "no_proxy"] {
+        assert!(names.contains(&expected), "{expected} missing: {dump}");
+    }
+    assert!(dump.contains("HOME=/home/op"), "{dump}");
+    assert!(!dump.contains("wk-s3cr3t"), "{dump}");
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::error::DockerError;
+use crate::redact::scrub_serde_message;
 
 /// Looks up an environment variable; injected so tests stay hermetic.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -43,7 +44,7 @@ pub(crate) struct AuthEntry {
 pub(crate) struct CliConfig {
     #[serde(default, rename = "currentContext")]
     pub current_context: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "auth_entries")]
     pub auths: BTreeMap<String, AuthEntry>,
     #[serde(default, rename = "credsStore")]
     pub creds_store: Option<String>,
@@ -60,6 +61,28 @@ where
     Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
+/// `auths`, entry by entry, so a malformed entry is reported by its registry key. The entry's
+/// value is a credential: serde's message quotes it, so the message is scrubbed here and again
+/// in [`CliConfig::parse`], which keeps serde's line and column.
+fn auth_entries<'de, D>(d: D) -> Result<BTreeMap<String, AuthEntry>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    let raw: BTreeMap<String, serde_json::Value> = null_as_default(d)?;
+    let mut out = BTreeMap::new();
+    for (key, value) in raw {
+        let entry = Option::<AuthEntry>::deserialize(value).map_err(|e| {
+            D::Error::custom(format!(
+                "auths entry for {key}: {} (each entry is an object such as {{\"auth\": \"<base64 user:password>\"}})",
+                scrub_serde_message(&e.to_string())
+            ))
+        })?;
+        out.insert(key, entry.unwrap_or_default());
+    }
+    Ok(out)
+}
+
 impl CliConfig {
     /// Parses config JSON; `origin` names the file or variable in the error.
     pub(crate) fn parse(json: &str, origin: &str) -> Result<CliConfig, DockerError> {
@@ -67,7 +90,8 @@ impl CliConfig {
             .map(Option::unwrap_or_default)
             .map_err(|e| {
                 DockerError::Config(format!(
-                    "cannot parse Docker CLI config {origin}: {e}: fix or remove it, or set DOCKER_HOST"
+                    "cannot parse Docker CLI config {origin}: {}: fix or remove it, or set DOCKER_HOST",
+                    scrub_serde_message(&e.to_string())
                 ))
             })
     }
@@ -131,5 +155,27 @@ mod tests {
         assert!(c.auths.is_empty() && c.cred_helpers.is_empty());
         let err = CliConfig::parse("{", "/x/config.json").err().unwrap();
         assert!(err.to_string().contains("/x/config.json"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_auths_entry_names_its_key_and_position_never_the_credential() {
+        for json in [
+            "{\"auths\": {\"ghcr.io\": \"dXNlcjpzM2NyM3Q=\"}}",
+            "{\"auths\": {\"ghcr.io\": {\"auth\": 12, \"password\": \"dXNlcjpzM2NyM3Q=\"}}}",
+            "{\"auths\": {\"ghcr.io\": {\"auth\": [\"dXNlcjpzM2NyM3Q=\"]}}}",
+        ] {
+            let err = CliConfig::parse(json, "/x/config.json")
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(!err.contains("dXNlcjpzM2NyM3Q"), "{err}");
+            assert!(err.contains("ghcr.io"), "{err}");
+            assert!(err.contains("line 1 column"), "{err}");
+        }
+        let err = CliConfig::parse("{\"credsStore\": {\"s3cr3tvalue\": 1}}", "t")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!err.contains("s3cr3tvalue"), "{err}");
     }
 }

@@ -13,6 +13,35 @@ use serde::Deserialize;
 use super::auth::{self, RegistryAuth};
 use super::cli_config::{EnvLookup, var};
 
+/// The variables a helper is given, when set in the worker's environment; everything else is
+/// withheld (the API key, `NOTIFY_SOCKET`, `WATCHDOG_*`, task data). A helper needs `PATH` to
+/// find its own tools, `HOME`/`DOCKER_CONFIG` to find its store, the proxy variables to reach
+/// a cloud API, and the few that name a keyring or cloud profile (`pass`, `secretservice`,
+/// `ecr-login`, `gcloud`).
+pub(crate) const HELPER_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "DOCKER_CONFIG",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "XDG_RUNTIME_DIR",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "GNUPGHOME",
+    "PASSWORD_STORE_DIR",
+    "AWS_REGION",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "CLOUDSDK_CONFIG",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+];
+
 /// More output than this from a helper is not credentials.
 const OUTPUT_LIMIT: u64 = 64 * 1024;
 
@@ -51,9 +80,12 @@ pub(crate) fn get(
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(p) = &path_var {
-        command.env("PATH", p);
+        .stderr(Stdio::null())
+        .env_clear();
+    for name in HELPER_ENV {
+        if let Some(value) = var(env, name) {
+            command.env(name, value);
+        }
     }
     let mut child =
         spawn(&mut command).map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
@@ -67,13 +99,16 @@ pub(crate) fn get(
         return Err(format!("{program}: no stdout pipe"));
     };
     let (tx, rx) = mpsc::channel();
-    let reader = std::thread::Builder::new()
-        .name("cred-helper".to_string())
-        .spawn(move || {
+    // Tracked: a reader outlives this call when the helper times out (until its pipe
+    // closes); shutdown joins it with a deadline.
+    let reader = crate::threads::spawn_tracked(
+        std::thread::Builder::new().name("cred-helper".to_string()),
+        move || {
             let mut out = Vec::new();
             let result = stdout.take(OUTPUT_LIMIT).read_to_end(&mut out).map(|_| out);
             let _ = tx.send(result);
-        });
+        },
+    );
     if let Err(e) = reader {
         let _ = child.kill();
         let _ = child.wait();
@@ -103,14 +138,13 @@ pub(crate) fn get(
         if text.contains("credentials not found") {
             return Ok(None);
         }
-        let first: String = text
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect();
-        return Err(format!("{program} get failed ({status}): {first}"));
+        // Its stdout is not shown: a helper that fails after printing may have printed the
+        // secret JSON. Running it by hand (`echo <server> | docker-credential-<name> get`)
+        // shows what went wrong.
+        return Err(format!(
+            "{program} get failed ({status}); its output is withheld as it may hold \
+             credentials: run `echo {server} | {program} get` to see it"
+        ));
     }
     let answer: HelperAnswer = serde_json::from_slice(&output)
         .map_err(|_| format!("{program} get printed something that is not credentials JSON"))?;

@@ -188,6 +188,20 @@ impl Dialer {
 
     /// Dials once.
     pub(crate) fn dial(&self) -> Result<WebSocket<Transport>, DialError> {
+        let transport = self.reach()?;
+        let ws = self.ws_handshake(transport)?;
+        ws.get_ref()
+            .tcp()
+            .set_nonblocking(true)
+            .map_err(|e| DialError::Handshake {
+                error: format!("cannot make the socket non-blocking: {e}"),
+            })?;
+        Ok(ws)
+    }
+
+    /// Resolves, connects (through the proxy, if any) and completes TLS for `wss://`: all of a
+    /// dial but the WebSocket handshake. `check` uses it alone, as no API key is sent.
+    pub(crate) fn reach(&self) -> Result<Transport, DialError> {
         let host = match &self.url.host {
             Host::Ip(ip) => ip.to_string(),
             Host::Name(n) => n.clone(),
@@ -212,17 +226,9 @@ impl Dialer {
         let stop = || self.stop.passed(Instant::now());
         let stream = http_transport::connect(&endpoint, self.timeout, &stop)
             .map_err(|e| self.connect_error(e))?;
-        let transport = Transport::from_stream(stream).ok_or_else(|| DialError::Handshake {
+        Transport::from_stream(stream).ok_or_else(|| DialError::Handshake {
             error: "the dialled stream is not TCP".into(),
-        })?;
-        let ws = self.ws_handshake(transport)?;
-        ws.get_ref()
-            .tcp()
-            .set_nonblocking(true)
-            .map_err(|e| DialError::Handshake {
-                error: format!("cannot make the socket non-blocking: {e}"),
-            })?;
-        Ok(ws)
+        })
     }
 
     /// The link's words for a failed socket dial: which hop (proxy or server) and which phase.

@@ -103,6 +103,7 @@ impl Machine {
     }
 
     // Dial --ok--> Connected | Dial --failed--> Wait | Dial --nothing left to do--> Done
+    // A failed dial is logged here, once (the supervisor only counts it).
     fn dial(&mut self) -> State {
         self.drain_commands();
         if self.should_stop(Instant::now()) {
@@ -165,7 +166,7 @@ impl Machine {
             self.drain_commands();
             let now = Instant::now();
             if self.stop.is_some_and(|s| now >= s) {
-                self.emit(LinkEvent::Disconnected {
+                self.emit(LinkEvent::Closed {
                     reason: "shutdown deadline reached".into(),
                 });
                 return State::Done;
@@ -186,7 +187,7 @@ impl Machine {
                     Ok(()) => State::Closing(conn),
                     Err(Lost(reason)) => {
                         log::warn!("Could not send the close frame: {reason}");
-                        self.emit(LinkEvent::Disconnected { reason });
+                        self.emit(LinkEvent::Closed { reason });
                         State::Done
                     }
                 };
@@ -217,7 +218,7 @@ impl Machine {
                 Ok(true) => {
                     self.closed_cleanly = true;
                     log::info!("Closed the connection to Oz");
-                    self.emit(LinkEvent::Disconnected {
+                    self.emit(LinkEvent::Closed {
                         reason: "closed by the worker".into(),
                     });
                     return State::Done;
@@ -225,7 +226,7 @@ impl Machine {
                 Ok(false) => {}
                 Err(Lost(reason)) => {
                     log::warn!("Closing handshake failed: {reason}");
-                    self.emit(LinkEvent::Disconnected { reason });
+                    self.emit(LinkEvent::Closed { reason });
                     return State::Done;
                 }
             }
@@ -234,7 +235,7 @@ impl Machine {
                 log::warn!(
                     "The server did not answer the close frame before the shutdown deadline"
                 );
-                self.emit(LinkEvent::Disconnected {
+                self.emit(LinkEvent::Closed {
                     reason: "no close reply before the shutdown deadline".into(),
                 });
                 return State::Done;
@@ -254,8 +255,9 @@ impl Machine {
         self.outbox.rewind();
         self.backoff.reset();
         let delay = self.backoff.next_delay();
+        // The one log line of a lost connection (the supervisor only counts it).
         log::warn!(
-            "Connection closed: {reason}, will attempt to reconnect in {}",
+            "Connection closed, will attempt to reconnect in {}: {reason}",
             fmt_duration(delay)
         );
         self.emit(LinkEvent::Disconnected { reason });

@@ -19,6 +19,9 @@ mod conn;
 mod dial;
 mod machine;
 mod outbox;
+mod probe;
+
+pub use probe::reach;
 mod transport;
 mod url;
 mod wake;
@@ -87,8 +90,11 @@ pub struct LinkConfig {
 pub enum LinkEvent {
     /// The handshake completed; queued messages are being flushed.
     Connected,
-    /// An established connection ended (the link redials on its own).
+    /// An established connection was lost (the link redials on its own). Counted as a
+    /// reconnect.
     Disconnected { reason: String },
+    /// The worker ended the connection itself (shutdown): not a loss, not a reconnect.
+    Closed { reason: String },
     /// One failed dial attempt, and when the next one starts. The text holds no secret.
     DialFailed { error: String, retry_in: Duration },
     /// One decoded inbound message (including `BadAssignment` and `Unknown`).

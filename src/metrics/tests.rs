@@ -27,17 +27,33 @@ fn value(text: &str, series: &str) -> String {
     line[series.len() + 1..].to_owned()
 }
 
-#[test]
-fn primed_registry_matches_golden() {
-    let m = Metrics::new(info(), 4);
-    let text = m.render_prometheus();
-    let golden = include_str!("golden_primed.prom");
+/// Compares a rendering with its golden file: the first differing line for readability,
+/// then the whole text, so line endings and the final newline count too.
+fn assert_golden(text: &str, golden: &str) {
     if text != golden {
         for (i, (a, b)) in text.lines().zip(golden.lines()).enumerate() {
             assert_eq!(a, b, "first difference at line {}", i + 1);
         }
         assert_eq!(text.lines().count(), golden.lines().count());
+        // Same lines, different text: line endings or the final newline differ.
+        assert_eq!(
+            text, golden,
+            "the texts differ in line endings or the final newline"
+        );
     }
+}
+
+#[test]
+fn primed_registry_matches_golden() {
+    let m = Metrics::new(info(), 4);
+    assert_golden(&m.render_prometheus(), include_str!("golden_primed.prom"));
+}
+
+#[test]
+#[should_panic(expected = "the final newline")]
+fn the_golden_comparison_catches_a_missing_final_newline() {
+    let golden = include_str!("golden_primed.prom");
+    assert_golden(golden, golden.trim_end_matches('\n'));
 }
 
 #[test]

@@ -138,10 +138,41 @@ pub fn spawn(
     })
 }
 
+/// First wait after a failed `accept` (EMFILE, ENFILE, ENOBUFS, ...); doubles per failure.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// Longest wait between accept attempts while they keep failing.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// The listener loop: until the wake socket becomes readable (or closes).
 fn serve(listener: &TcpListener, wake: &UnixStream, metrics: &Arc<Metrics>, health: &Arc<Health>) {
+    serve_with(listener, wake, &mut || listener.accept(), metrics, health);
+}
+
+/// [`serve`] with the accept call injected, so a test can make it fail like EMFILE does.
+fn serve_with(
+    listener: &TcpListener,
+    wake: &UnixStream,
+    accept: &mut dyn FnMut() -> io::Result<(TcpStream, SocketAddr)>,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+) {
     let active = Arc::new(AtomicUsize::new(0));
+    let mut backoff = Duration::ZERO;
     loop {
+        if !backoff.is_zero() {
+            // A connection that could not be accepted stays in the backlog and keeps the
+            // listener readable: polling it now would spin. Wait on the wake socket alone.
+            let mut fds = [PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+            let timeout = PollTimeout::try_from(backoff).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, timeout) {
+                Ok(n) if n > 0 => return,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    warn!("The ops listener stopped: poll failed: {e}");
+                    return;
+                }
+            }
+        }
         let mut fds = [
             PollFd::new(listener.as_fd(), PollFlags::POLLIN),
             PollFd::new(wake.as_fd(), PollFlags::POLLIN),
@@ -161,13 +192,22 @@ fn serve(listener: &TcpListener, wake: &UnixStream, metrics: &Arc<Metrics>, heal
             continue;
         }
         loop {
-            match listener.accept() {
-                Ok((stream, peer)) => dispatch(stream, peer, &active, metrics, health),
+            match accept() {
+                Ok((stream, peer)) => {
+                    backoff = Duration::ZERO;
+                    dispatch(stream, peer, &active, metrics, health);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and friends: back off until the next poll rather than spin.
-                    debug!("ops listener: accept failed: {e}");
+                    // EMFILE and friends: back off, doubling, until an accept succeeds.
+                    if backoff.is_zero() {
+                        warn!(
+                            "The ops listener cannot accept connections: {e}; retrying every \
+                             {ACCEPT_BACKOFF_MIN:?} to {ACCEPT_BACKOFF_MAX:?}"
+                        );
+                    }
+                    backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
                     break;
                 }
             }
@@ -269,4 +309,46 @@ fn answer(mut stream: TcpStream, metrics: &Metrics, health: &Health) -> io::Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::WorkerInfo;
+
+    #[test]
+    fn a_failing_accept_backs_off_instead_of_spinning() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        // A connection waiting in the backlog keeps the listener readable throughout.
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (wake_tx, wake_rx) = UnixStream::pair().unwrap();
+        let metrics = Metrics::new(
+            WorkerInfo {
+                version: "t".into(),
+                backend: "direct".into(),
+                worker_id: "w".into(),
+            },
+            0,
+        );
+        let health = Health::new(Duration::from_secs(30));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let thread = {
+            let attempts = Arc::clone(&attempts);
+            thread::spawn(move || {
+                let mut accept = || {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    Err(io::Error::from_raw_os_error(libc::EMFILE))
+                };
+                serve_with(&listener, &wake_rx, &mut accept, &metrics, &health);
+            })
+        };
+        // Let it fail for a while: a spinning loop makes millions of attempts in this time,
+        // the backoff (50 ms doubling to 1 s) about six.
+        thread::sleep(Duration::from_millis(1500));
+        (&wake_tx).write_all(b"x").unwrap();
+        thread.join().unwrap();
+        let n = attempts.load(Ordering::SeqCst);
+        assert!((2..=40).contains(&n), "{n} accept attempts");
+    }
 }

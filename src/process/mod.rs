@@ -158,7 +158,8 @@ impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunError::Spawn { program, source } => {
-                write!(f, "failed to start {}: {source}", program.display())
+                let hint = crate::threads::resource_hint(source);
+                write!(f, "failed to start {}: {source}{hint}", program.display())
             }
             RunError::Wait { program, source } => {
                 write!(f, "failed waiting for {}: {source}", program.display())

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest piece of a line put in one log record; longer lines become several records.
 pub const MAX_RECORD: usize = 16 * 1024;
@@ -10,7 +11,7 @@ pub const MAX_RECORD: usize = 16 * 1024;
 /// flushed in pieces, or withheld when secrets are being scrubbed (see [`LineBuffer`]).
 pub const MAX_PENDING: usize = 64 * 1024;
 /// What a scrubbed secret is replaced with.
-pub const REDACTED: &str = "[REDACTED]";
+pub const REDACTED: &str = crate::redact::REDACTED;
 /// Logged instead of an overlong line that could not be scrubbed as a whole.
 pub const WITHHELD: &str =
     "[output line longer than 64 KiB withheld: it could not be checked for secrets]";
@@ -31,19 +32,21 @@ impl Stream {
     }
 }
 
-/// Literal secret values to scrub from output lines.
-///
-/// Output is matched line by line, so a multi-line value is also registered line by line.
-/// Matching is literal (no encodings) and longest-first.
+/// The task's secret values, scrubbed from its output lines.
 ///
 /// This is the task's own scrubber, applied where its output enters the worker and decides
-/// which over-long lines to withhold. It is deliberately separate from the process-wide
-/// [`crate::redact`] the logger applies to every line: it needs no registration, works
-/// whatever logger is installed (tests, embedders), and matches even very short values of the
-/// task's own secrets, which the process-wide redactor skips to keep other lines readable.
+/// which over-long lines to withhold. It works whatever logger is installed (tests,
+/// embedders) and needs no global registration. Matching is done by the merging matcher of
+/// [`crate::redact`]: every shape of a value (verbatim, each line of a multi-line value, URL-
+/// and JSON-escaped), longest first, and overlapping or adjacent matches collapse into one
+/// [`REDACTED`], so two overlapping secrets (`abcdef`, `defghi`) leave no fragment of either.
+///
+/// Values shorter than [`crate::redact::MIN_SECRET_LEN`] (4) bytes are not treated as secret patterns: an
+/// `env_vars` value such as `1`, `on` or `yes` is configuration, and replacing every `1` of
+/// the output would make it unreadable while hiding nothing.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    patterns: Vec<String>,
+    inner: Option<Arc<crate::redact::Redactor>>,
 }
 
 impl Redactor {
@@ -52,38 +55,33 @@ impl Redactor {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut patterns = Vec::new();
-        for value in values {
-            let value = value.as_ref();
-            patterns.push(value.to_owned());
-            if value.contains(['\n', '\r']) {
-                patterns.extend(value.split(['\n', '\r']).map(str::to_owned));
-            }
+        let mut inner = crate::redact::Redactor::new();
+        let _ = inner.add(values);
+        if inner.pattern_count() == 0 && !inner.is_fail_closed() {
+            return Redactor::default();
         }
-        patterns.retain(|p| !p.is_empty());
-        patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        patterns.dedup();
-        Redactor { patterns }
+        Redactor {
+            inner: Some(Arc::new(inner)),
+        }
     }
 
+    /// True when there is no secret to scrub.
     pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
+        self.inner.is_none()
     }
 
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut out = Cow::Borrowed(text);
-        for p in &self.patterns {
-            if out.contains(p.as_str()) {
-                out = Cow::Owned(out.replace(p.as_str(), REDACTED));
-            }
+        match &self.inner {
+            Some(inner) => inner.redact(text),
+            None => Cow::Borrowed(text),
         }
-        out
     }
 }
 
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Redactor({} patterns)", self.patterns.len())
+        let n = self.inner.as_ref().map_or(0, |r| r.pattern_count());
+        write!(f, "Redactor({n} patterns)")
     }
 }
 
@@ -220,12 +218,29 @@ mod tests {
 
     #[test]
     fn secrets_are_scrubbed_longest_first() {
-        let r = Redactor::new(["abc", "abcdef", "", "line1\nline2"]);
-        assert_eq!(r.redact("xabcdefy abc"), "x[REDACTED]y [REDACTED]");
+        let r = Redactor::new(["abcd", "abcdef", "", "line1\nline2"]);
+        assert_eq!(r.redact("xabcdefy abcd"), "x[REDACTED]y [REDACTED]");
         assert_eq!(r.redact("line2 only"), "[REDACTED] only");
         assert!(matches!(r.redact("clean"), Cow::Borrowed("clean")));
         assert!(!format!("{r:?}").contains("abc"));
         assert!(Redactor::new([""]).is_empty());
+    }
+
+    #[test]
+    fn overlapping_secrets_leave_no_fragment() {
+        let r = Redactor::new(["abcdef", "defghi"]);
+        assert_eq!(r.redact("x abcdefghi y"), "x [REDACTED] y");
+        assert_eq!(r.redact("defghiabcdef"), "[REDACTED]");
+    }
+
+    #[test]
+    fn values_below_the_minimum_length_are_not_patterns() {
+        let r = Redactor::new(["1", "on", "yes"]);
+        assert!(r.is_empty());
+        assert_eq!(r.redact("1 on yes 11"), "1 on yes 11");
+        let r = Redactor::new(["1", "s3cr3t"]);
+        assert_eq!(r.redact("1 s3cr3t 1"), "1 [REDACTED] 1");
+        assert_eq!(crate::redact::MIN_SECRET_LEN, 4);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::redact::scrub_serde_message;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
@@ -102,8 +103,8 @@ struct Envelope<'a> {
 
 /// Decodes one text frame.
 pub fn decode(frame: &str) -> Result<Inbound, DecodeError> {
-    let env: Envelope<'_> =
-        serde_json::from_str(frame).map_err(|e| DecodeError::Envelope(scrub(&e.to_string())))?;
+    let env: Envelope<'_> = serde_json::from_str(frame)
+        .map_err(|e| DecodeError::Envelope(scrub_serde_message(&e.to_string())))?;
     let data = env.data.map(RawValue::get).unwrap_or("null");
     match env.kind.as_ref() {
         kind::TASK_ASSIGNMENT => Ok(decode_assignment(data)),
@@ -163,35 +164,7 @@ fn from_data<T: DeserializeOwned>(data: &str) -> Result<T, String> {
     if data.trim() == "null" {
         return Err("missing data object".into());
     }
-    serde_json::from_str(data).map_err(|e| scrub(&e.to_string()))
-}
-
-/// serde quotes the offending value in its messages (`invalid type: string "s3cr3t"`), and a
-/// malformed `env_vars` value is a secret: keep the shape of the message, drop the values.
-fn scrub(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut chars = message.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' | '`' => {
-                out.push(c);
-                out.push('…');
-                let mut escaped = false;
-                for inner in chars.by_ref() {
-                    if escaped {
-                        escaped = false;
-                    } else if inner == '\\' {
-                        escaped = true;
-                    } else if inner == c {
-                        break;
-                    }
-                }
-                out.push(c);
-            }
-            _ => out.push(c),
-        }
-    }
-    out
+    serde_json::from_str(data).map_err(|e| scrub_serde_message(&e.to_string()))
 }
 
 /// Deserializes JSON `null` as the type's default, the way Go's decoder leaves a zero value.
@@ -211,8 +184,8 @@ where
     Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
 }
 
-/// `task_assignment` data.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// `task_assignment` data. `Debug` masks the `env_vars` values (they are secrets).
+#[derive(Clone, Default, PartialEq, Deserialize)]
 pub struct TaskAssignment {
     #[serde(default, deserialize_with = "nullable")]
     pub task_id: String,
@@ -266,6 +239,37 @@ impl std::fmt::Debug for BootstrapToken {
         f.debug_struct("BootstrapToken")
             .field("token", &"[REDACTED]")
             .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for TaskAssignment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskAssignment")
+            .field("task_id", &self.task_id)
+            .field("execution_id", &self.execution_id)
+            .field("task", &self.task)
+            .field("docker_image", &self.docker_image)
+            .field("sidecar_image", &self.sidecar_image)
+            .field("env_vars", &MaskedValues(self.env_vars.keys()))
+            .field("additional_sidecars", &self.additional_sidecars)
+            .field("additional_oz_args", &self.additional_oz_args)
+            .field("instance_shape", &self.instance_shape)
+            .finish()
+    }
+}
+
+/// Formats as a map from each key to `"***"`: for `Debug` of secret-carrying types.
+pub struct MaskedValues<I>(pub I);
+
+impl<I, K> fmt::Debug for MaskedValues<I>
+where
+    I: Iterator<Item = K> + Clone,
+    K: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.clone().map(|k| (k, "***")))
             .finish()
     }
 }

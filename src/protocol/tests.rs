@@ -137,7 +137,10 @@ fn errors_never_echo_values() {
     };
     assert!(!error.contains("s3cr3t"), "{error}");
     assert!(error.contains("invalid type"), "{error}");
-    assert_eq!(scrub(r#"a "x\"y" b `7` c"#), "a \"…\" b `…` c");
+    assert_eq!(
+        scrub_serde_message(r#"a "x\"y" b `7` c"#),
+        "a \"…\" b `…` c"
+    );
 }
 
 #[test]
@@ -195,9 +198,15 @@ fn hostile_frames_are_errors_not_panics() {
 #[test]
 fn every_prefix_of_a_frame_is_handled() {
     let frame = r#"{"type":"task_assignment","data":{"task_id":"t","task":{"id":"i"}}}"#;
+    // Every strict prefix is an incomplete JSON document: an error, never a message (and no
+    // panic); the whole frame is the assignment.
     for n in 0..frame.len() {
-        let _ = decode(&frame[..n]);
+        match decode(&frame[..n]) {
+            Err(DecodeError::Envelope(_)) => {}
+            other => panic!("prefix {:?} decoded as {other:?}", &frame[..n]),
+        }
     }
+    assert!(matches!(decode(frame), Ok(Inbound::Assignment(_))));
 }
 
 fn encoded(m: Outbound) -> Value {

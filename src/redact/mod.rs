@@ -223,3 +223,32 @@ pub fn redact(text: &str) -> Cow<'_, str> {
         .unwrap_or_else(PoisonError::into_inner)
         .redact(text)
 }
+
+/// serde quotes the offending value in its messages (`invalid type: string "s3cr3t"`), and the
+/// value may be a secret (a malformed `env_vars` value, a Docker config `auths` entry): keep the
+/// shape of the message and its line/column, drop every quoted or backticked text.
+pub fn scrub_serde_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '`' => {
+                out.push(c);
+                out.push('…');
+                let mut escaped = false;
+                for inner in chars.by_ref() {
+                    if escaped {
+                        escaped = false;
+                    } else if inner == '\\' {
+                        escaped = true;
+                    } else if inner == c {
+                        break;
+                    }
+                }
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}

@@ -19,11 +19,18 @@ impl Supervisor {
     /// Legacy run-wide cancellation: every execution of the run, no closure messages.
     pub(super) fn cancel_run(&mut self, task_id: &str) {
         let mut found = false;
-        for (key, task) in self.tasks.iter().filter(|(k, _)| k.task_id == task_id) {
+        let mut to_cancel = Vec::new();
+        for (key, task) in self.tasks.iter_mut().filter(|(k, _)| k.task_id == task_id) {
             found = true;
-            info!("{}", lifecycle::cancellation_requested(key));
             task.cancel.cancel(CancelSource::User);
-            self.spawn_cancel(key.clone(), false);
+            // A repeat of a cancellation already on its way to the backend costs nothing.
+            if !std::mem::replace(&mut task.backend_cancel_sent, true) {
+                info!("{}", lifecycle::cancellation_requested(key));
+                to_cancel.push(key.clone());
+            }
+        }
+        for key in to_cancel {
+            self.spawn_cancel(key, false);
         }
         for key in self.dispatched.drain_matching(|k| k.task_id == task_id) {
             found = true;
@@ -68,21 +75,21 @@ impl Supervisor {
     pub(super) fn spawn_cancel(&self, key: TaskRef, report: bool) {
         let backend = Arc::clone(&self.backend);
         let tx = self.internal_tx.clone();
-        let spawned = std::thread::Builder::new()
+        let builder = std::thread::Builder::new()
             .name(thread_name("c-", &key.task_id))
-            .stack_size(TASK_STACK)
-            .spawn({
-                let key = key.clone();
-                move || {
-                    let result = catch_unwind(AssertUnwindSafe(|| backend.cancel(&key)))
-                        .unwrap_or_else(|p| Err(format!("cancel panicked: {}", panic_text(&p))));
-                    if report {
-                        let _ = tx.send(Internal::CancelDone { key, result });
-                    } else if let Err(e) = result {
-                        warn!("Task {key}: backend cancellation failed: {e}");
-                    }
+            .stack_size(TASK_STACK);
+        let spawned = crate::threads::spawn_tracked(builder, {
+            let key = key.clone();
+            move || {
+                let result = catch_unwind(AssertUnwindSafe(|| backend.cancel(&key)))
+                    .unwrap_or_else(|p| Err(format!("cancel panicked: {}", panic_text(&p))));
+                if report {
+                    let _ = tx.send(Internal::CancelDone { key, result });
+                } else if let Err(e) = result {
+                    warn!("Task {key}: backend cancellation failed: {e}");
                 }
-            });
+            }
+        });
         if let Err(e) = spawned {
             error!("Task {key}: cannot start a cancellation thread: {e}");
             if report {

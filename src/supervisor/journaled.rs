@@ -115,6 +115,7 @@ impl Supervisor {
                 _secrets: None,
                 reported: false,
                 recovered: true,
+                backend_cancel_sent: false,
             },
         );
         let spawned = self.spawn_job(key.clone(), cancel, move |backend, cancel| {

@@ -147,6 +147,9 @@ struct Active {
     /// Left by a crashed predecessor (journal replay), not assigned to this run: it does not
     /// use up a one-shot worker's one task.
     recovered: bool,
+    /// True once a legacy run-wide cancellation asked the backend to cancel this task, so a
+    /// burst of cancellations costs one backend call.
+    backend_cancel_sent: bool,
 }
 
 /// An execution-scoped cancellation waiting for the task to return and the backend to confirm.
@@ -311,18 +314,19 @@ impl Supervisor {
                 self.telemetry.metrics.set_connected(true);
                 info!("{}", lifecycle::connected());
             }
-            LinkEvent::Disconnected { reason } => {
+            // The link thread logs connection changes (once each); the supervisor counts them.
+            LinkEvent::Disconnected { .. } => {
                 self.telemetry.metrics.set_connected(false);
                 self.telemetry
                     .metrics
                     .reconnect(ReconnectReason::RemoteClose);
-                warn!("{}", lifecycle::disconnected(&reason));
             }
-            LinkEvent::DialFailed { error, retry_in } => {
+            // The worker closed the connection itself: nothing was lost, nothing to redial.
+            LinkEvent::Closed { .. } => self.telemetry.metrics.set_connected(false),
+            LinkEvent::DialFailed { .. } => {
                 self.telemetry
                     .metrics
                     .reconnect(ReconnectReason::DialFailed);
-                warn!("{}", lifecycle::dial_failed(&error, retry_in));
             }
             LinkEvent::Message(msg) => self.on_message(outbox, msg),
         }
@@ -342,7 +346,7 @@ impl Supervisor {
                     execution_id,
                 };
                 error!("Task {key}: malformed assignment: {error}");
-                if self.tasks.contains_key(&key) {
+                if self.is_duplicate(&key) {
                     warn!("{}", lifecycle::duplicate(&key));
                     return;
                 }
@@ -383,12 +387,27 @@ impl Supervisor {
     }
 
     /// Reports a claimed task that never reached the backend, and counts it like any other
-    /// finished task (so every claim is matched by exactly one result).
-    fn fail_before_start(&self, outbox: &dyn Outbox, key: &TaskRef, why: &str) {
+    /// finished task (so every claim is matched by exactly one result). The execution is
+    /// remembered like any finished one, so a resend is not claimed and failed a second time.
+    fn fail_before_start(&mut self, outbox: &dyn Outbox, key: &TaskRef, why: &str) {
         let metrics = &self.telemetry.metrics;
         metrics.task_finished(TaskResult::Failed, Duration::ZERO);
         metrics.task_failed(FailurePhase::Assignment, FailureReason::Unknown);
         outbox.send(lifecycle::failed_before_start(key, why));
+        if key.execution_id.is_some() {
+            self.finished.insert(key.clone());
+        }
+    }
+
+    /// True for an execution that is running or was seen to its end: a resend of the same
+    /// `(task_id, execution_id)` gets no second answer. Without an execution id only a running
+    /// task counts (the legacy protocol reuses task ids for new runs).
+    fn is_duplicate(&self, key: &TaskRef) -> bool {
+        let seen_execution = key.execution_id.is_some()
+            && (self.finished.contains(key)
+                || self.dispatched.contains(key)
+                || self.closed.contains(key));
+        self.tasks.contains_key(key) || seen_execution
     }
 
     fn on_assignment(&mut self, outbox: &dyn Outbox, a: TaskAssignment) {
@@ -396,11 +415,7 @@ impl Supervisor {
             task_id: a.task_id.clone(),
             execution_id: a.execution_id.clone(),
         };
-        let seen_execution = key.execution_id.is_some()
-            && (self.finished.contains(&key)
-                || self.dispatched.contains(&key)
-                || self.closed.contains(&key));
-        if self.tasks.contains_key(&key) || seen_execution {
+        if self.is_duplicate(&key) {
             warn!("{}", lifecycle::duplicate(&key));
             return;
         }
@@ -429,7 +444,12 @@ impl Supervisor {
             Err(e) => {
                 error!("Task {key}: cannot create a cancellation token: {e}");
                 self.claim(outbox, &key);
-                self.fail_before_start(outbox, &key, &format!("worker cannot track the task: {e}"));
+                let hint = crate::threads::resource_hint(&e);
+                self.fail_before_start(
+                    outbox,
+                    &key,
+                    &format!("worker cannot track the task: {e}{hint}"),
+                );
                 return;
             }
         };
@@ -443,6 +463,7 @@ impl Supervisor {
                 _secrets: secrets,
                 reported: false,
                 recovered: false,
+                backend_cancel_sent: false,
             },
         );
         self.claim(outbox, &key);
@@ -450,7 +471,12 @@ impl Supervisor {
         if let Err(e) = self.spawn_task(key.clone(), spec, cancel) {
             error!("Task {key}: cannot start a task thread: {e}");
             self.tasks.remove(&key);
-            self.fail_before_start(outbox, &key, &format!("worker cannot start the task: {e}"));
+            let hint = crate::threads::resource_hint(&e);
+            self.fail_before_start(
+                outbox,
+                &key,
+                &format!("worker cannot start the task: {e}{hint}"),
+            );
             return;
         }
         if self.opts.one_shot {
@@ -471,31 +497,31 @@ impl Supervisor {
     {
         let backend = Arc::clone(&self.backend);
         let tx = self.internal_tx.clone();
-        std::thread::Builder::new()
+        let builder = std::thread::Builder::new()
             .name(thread_name("t-", &key.task_id))
-            .stack_size(TASK_STACK)
-            .spawn(move || {
-                let _scope = crate::logging::task_scope(&key.task_id);
-                let started = Instant::now();
-                let outcome = catch_unwind(AssertUnwindSafe(|| job(&*backend, &cancel)))
-                    .unwrap_or_else(|panic| {
-                        Err(Failure::new(
-                            FailureReason::Unknown,
-                            format!(
-                                "worker bug: the task thread panicked: {}",
-                                panic_text(&panic)
-                            ),
-                        ))
-                    });
-                // The supervisor outlives every task thread it waits for; if it is gone the
-                // process is exiting and there is no one left to tell.
-                let _ = tx.send(Internal::TaskDone {
-                    key,
-                    outcome,
-                    took: started.elapsed(),
+            .stack_size(TASK_STACK);
+        // Tracked: shutdown joins task threads with a deadline and names the stragglers.
+        crate::threads::spawn_tracked(builder, move || {
+            let _scope = crate::logging::task_scope(&key.task_id);
+            let started = Instant::now();
+            let outcome = catch_unwind(AssertUnwindSafe(|| job(&*backend, &cancel)))
+                .unwrap_or_else(|panic| {
+                    Err(Failure::new(
+                        FailureReason::Unknown,
+                        format!(
+                            "worker bug: the task thread panicked: {}",
+                            panic_text(&panic)
+                        ),
+                    ))
                 });
-            })
-            .map(|_| ())
+            // The supervisor outlives every task thread it waits for; if it is gone the
+            // process is exiting and there is no one left to tell.
+            let _ = tx.send(Internal::TaskDone {
+                key,
+                outcome,
+                took: started.elapsed(),
+            });
+        })
     }
 
     fn on_internal(&mut self, outbox: &dyn Outbox, ev: Internal) {

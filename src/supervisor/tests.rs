@@ -502,3 +502,89 @@ fn second_signal_during_drain_aborts() {
     h.signals.send(15).unwrap();
     assert_eq!(h.thread.take().unwrap().join().unwrap(), Exit::Aborted);
 }
+
+#[test]
+fn an_execution_failed_before_start_is_answered_once() {
+    let h = start(options(), Script::default());
+    // No task object.
+    let no_task =
+        json!({"type": "task_assignment", "data": {"task_id": "t1", "execution_id": "e1"}});
+    h.send(no_task.clone());
+    h.next_of("task_claimed");
+    h.next_of("task_failed");
+    h.send(no_task);
+    h.quiet();
+    // Malformed: the resend is recognised too.
+    let bad = json!({"type": "task_assignment",
+        "data": {"task_id": "t2", "execution_id": "e1", "env_vars": [1]}});
+    h.send(bad.clone());
+    h.next_of("task_claimed");
+    h.next_of("task_failed");
+    h.send(bad);
+    h.quiet();
+    // A new execution of the same run is a new assignment.
+    h.assign("t1", Some("e2"), "ok");
+    h.next_of("task_claimed");
+    h.next_of("task_completed");
+}
+
+#[test]
+fn a_burst_of_legacy_cancellations_costs_one_backend_cancel() {
+    let h = start(options(), Script::default());
+    h.assign("t1", Some("e1"), "block");
+    h.next_of("task_claimed");
+    for _ in 0..50 {
+        h.cancel("t1", None);
+    }
+    assert_eq!(h.next_of("task_completed")["task_state"], "CANCELLED");
+    h.quiet();
+    let script = Arc::clone(&h.script);
+    h.stop();
+    // Cancellation threads are not joined by the supervisor: wait for the first to land.
+    let deadline = Instant::now() + WAIT;
+    while script.cancels.lock().unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(script.cancels.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn only_lost_connections_count_as_reconnects() {
+    let telemetry = Telemetry::detached("w1", BackendKind::Direct, 0);
+    let metrics = Arc::clone(&telemetry.metrics);
+    let backend: Arc<dyn Backend> = Arc::new(ScriptedBackend(Arc::new(Script::default())));
+    let mut sup = Supervisor::new(options(), backend, telemetry);
+    let outbox = |_: Outbound| {};
+    let reconnects = |m: &Metrics| {
+        m.render_prometheus()
+            .lines()
+            .filter(|l| l.starts_with("oz_worker_websocket_reconnects_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    sup.on_link(&outbox, LinkEvent::Connected);
+    assert!(metrics.connected());
+    sup.on_link(
+        &outbox,
+        LinkEvent::Closed {
+            reason: "closed by the worker".into(),
+        },
+    );
+    assert!(!metrics.connected());
+    assert_eq!(reconnects(&metrics), 0);
+    sup.on_link(&outbox, LinkEvent::Connected);
+    sup.on_link(
+        &outbox,
+        LinkEvent::Disconnected {
+            reason: "read: connection reset".into(),
+        },
+    );
+    sup.on_link(
+        &outbox,
+        LinkEvent::DialFailed {
+            error: "connect: refused".into(),
+            retry_in: Duration::from_secs(1),
+        },
+    );
+    assert_eq!(reconnects(&metrics), 2);
+}

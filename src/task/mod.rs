@@ -17,8 +17,9 @@ use crate::settings::{DEFAULT_TASK_IMAGE, EnvList};
 
 pub use payload::{DISPATCH_PAYLOAD_VERSION, dispatch_payload};
 
-/// What a backend needs to run one task; built once per assignment by [`build`].
-#[derive(Debug, Clone, PartialEq)]
+/// What a backend needs to run one task; built once per assignment by [`build`]. `Debug`
+/// masks the environment values and the secrets.
+#[derive(Clone, PartialEq)]
 pub struct TaskSpec {
     /// The assignment's `task_id` (the run id).
     pub task_id: String,
@@ -41,6 +42,24 @@ pub struct TaskSpec {
     pub secrets: Vec<String>,
     /// The assignment's `telemetry_collection` (task-log export).
     pub telemetry: Option<crate::protocol::TelemetryCollection>,
+}
+
+impl std::fmt::Debug for TaskSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::protocol::MaskedValues;
+        f.debug_struct("TaskSpec")
+            .field("task_id", &self.task_id)
+            .field("execution_id", &self.execution_id)
+            .field("task", &self.task)
+            .field("image", &self.image)
+            .field("env", &MaskedValues(self.env.iter().map(|(k, _)| k)))
+            .field("base_args", &self.base_args)
+            .field("sidecars", &self.sidecars)
+            .field("instance_shape", &self.instance_shape)
+            .field("harness", &self.harness)
+            .field("secrets", &format_args!("[{} masked]", self.secrets.len()))
+            .finish()
+    }
 }
 
 /// Identifies one execution of a task.

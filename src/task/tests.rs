@@ -681,3 +681,19 @@ fn notes_escape_server_text_so_it_cannot_forge_log_lines() {
     assert!(!notes[0].message.contains('\n'), "{:?}", notes[0].message);
     assert!(notes[0].message.contains(r"env\nERROR forged"));
 }
+
+#[test]
+fn debug_of_assignment_and_spec_masks_secrets() {
+    let mut a = assignment("run-1");
+    a.env_vars
+        .insert("WARP_API_KEY".into(), "wk-s3cr3t-value".into());
+    let spec = build(&a, &task("task-9"), &opts(BackendKind::Docker));
+    for text in [format!("{a:?}"), format!("{a:#?}"), format!("{spec:?}")] {
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(
+            text.contains("WARP_API_KEY") && text.contains("run-1"),
+            "{text}"
+        );
+    }
+    assert!(format!("{spec:?}").contains("[1 masked]"));
+}

@@ -116,6 +116,13 @@ impl WorkerCommand {
         self
     }
 
+    /// Runs the worker as `uid`/`gid` (the test must run as root).
+    pub fn run_as_user(mut self, uid: u32) -> Self {
+        use std::os::unix::process::CommandExt;
+        self.cmd.uid(uid).gid(uid);
+        self
+    }
+
     pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
         self.cmd.env(k, v);
         self

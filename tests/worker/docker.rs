@@ -121,8 +121,9 @@ fn check_probes_the_docker_engine_without_touching_it() {
     let client = docker();
     let worker_id = unique("e2e-check");
     let config = docker_config(&dir, &worker_id);
+    // --offline: this test is about the Docker engine, not the route to Oz.
     let out = WorkerCommand::new(&dir)
-        .args(["check", "--config-file"])
+        .args(["check", "--offline", "--api-key", API_KEY, "--config-file"])
         .arg(config.display().to_string())
         .run();
     out.expect_code(0);

@@ -62,6 +62,19 @@ fn a_rejected_api_key_is_logged_and_retried() {
     oz.wait_for_connections(1, T);
     w.wait_for_log("Connected to Oz", T);
     assert!(oz.handshakes().len() >= 3);
+    // Each failed dial is logged once, its delay in one format.
+    let log = w.stderr();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Failed to connect"))
+        .collect();
+    assert_eq!(failures.len(), 2, "{log}");
+    assert!(
+        failures
+            .iter()
+            .all(|l| l.contains("API key rejected (HTTP 401), retrying in ")),
+        "{log}"
+    );
     assert_no_secrets(&w, &[]);
 }
 

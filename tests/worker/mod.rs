@@ -10,6 +10,7 @@ mod faults;
 mod faults_disk;
 mod faults_engine;
 mod faults_server;
+mod limits;
 mod ops;
 mod reporting;
 mod shutdown;

@@ -39,6 +39,11 @@ pub(super) fn get(addr: &str, path: &str) -> (u16, String) {
 pub(super) fn ops_addr(w: &mut Worker) -> String {
     w.wait_for_log("Serving /metrics", T);
     let log = w.stderr();
+    assert_eq!(
+        log.matches("Serving /metrics").count(),
+        1,
+        "logged once\n{log}"
+    );
     let line = log
         .lines()
         .find(|l| l.contains("Serving /metrics"))

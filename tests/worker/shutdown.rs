@@ -1,6 +1,6 @@
 //! Signals, graceful shutdown and one-shot mode.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -68,7 +68,8 @@ fn assignments_during_shutdown_are_rejected() {
     ))
     .unwrap();
     expect(&oz, "task_claimed", "t-stubborn");
-    std::thread::sleep(Duration::from_millis(200));
+    // The agent's readiness line: it ignores SIGTERM from here on.
+    w.wait_for_log("[t-stubborn] stand-in agent: ready", T);
     w.signal(libc_sigterm());
     w.wait_for_log("shutting down gracefully", T);
     oz.push_json(&assignment("t-late", None, json!({})))
@@ -101,14 +102,20 @@ fn a_second_signal_exits_at_once() {
     ))
     .unwrap();
     expect(&oz, "task_claimed", "t-hold");
-    std::thread::sleep(Duration::from_millis(200));
+    w.wait_for_log("[t-hold] stand-in agent: ready", T);
     w.signal(libc_sigterm());
     w.wait_for_log("shutting down gracefully", T);
-    let sent = Instant::now();
     w.signal(2);
+    // The task ignores SIGTERM and the grace and shutdown timeouts are a minute: only the
+    // second signal can end the worker now, with its own exit code and without the
+    // graceful path's closing line.
     let status = w.wait(T);
     assert_eq!(status.code(), Some(130), "{}", w.dump());
-    assert!(sent.elapsed() < Duration::from_secs(20));
+    assert!(
+        !w.stderr().contains("Worker shutdown complete"),
+        "{}",
+        w.dump()
+    );
 }
 
 #[test]
@@ -131,4 +138,33 @@ fn one_shot_runs_one_task_rejects_others_and_exits() {
 
 fn libc_sigterm() -> i32 {
     15
+}
+
+#[test]
+fn task_threads_are_joined_at_shutdown() {
+    let dir = TestDir::new("e2e-join");
+    let oz = OzServer::start();
+    let config = direct_config(&dir, "");
+    // The agent ignores SIGTERM and the kill grace outlasts the shutdown timeout: the task is
+    // reported at the deadline while its thread still waits for the agent, and the backend's
+    // shutdown kills the agent. The thread then ends and is joined before the worker exits.
+    let mut w = worker(&dir, &oz, &config)
+        .args(["--log-level", "debug"])
+        .env("OZ_WORKER_KILL_GRACE", "120s")
+        .env("OZ_WORKER_SHUTDOWN_TIMEOUT", "1s")
+        .spawn();
+    w.wait_for_log("Connected to Oz", T);
+    oz.push_json(&assignment(
+        "t-join",
+        None,
+        json!({"STANDIN_IGNORE_TERM": "1", "STANDIN_SLEEP": "300"}),
+    ))
+    .unwrap();
+    expect(&oz, "task_claimed", "t-join");
+    w.wait_for_log("[t-join] stand-in agent: ready", T);
+    w.signal(libc_sigterm());
+    assert_eq!(w.wait(T).code(), Some(0), "{}", w.dump());
+    let log = w.stderr();
+    assert!(log.contains("Joined 1 task thread(s) at shutdown"), "{log}");
+    assert!(!log.contains("still running"), "{log}");
 }

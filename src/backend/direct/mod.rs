@@ -150,12 +150,30 @@ impl DirectBackend {
         DirectBackend::with_env(settings, ctx, Env::from_process())
     }
 
+    /// Builds the backend for `check`, which changes nothing: a missing workspace root is left
+    /// missing (`check` reports it; the daemon creates it).
+    pub fn for_check(
+        settings: DirectSettings,
+        ctx: BackendContext,
+    ) -> Result<DirectBackend, DirectError> {
+        DirectBackend::build(settings, ctx, Env::from_process(), false)
+    }
+
     /// Builds the backend with `worker_env` standing in for the worker's environment: it is
     /// where `oz` is looked up and what the hooks inherit.
     pub fn with_env(
         settings: DirectSettings,
         ctx: BackendContext,
         worker_env: Env,
+    ) -> Result<DirectBackend, DirectError> {
+        DirectBackend::build(settings, ctx, worker_env, true)
+    }
+
+    fn build(
+        settings: DirectSettings,
+        ctx: BackendContext,
+        worker_env: Env,
+        create_root: bool,
     ) -> Result<DirectBackend, DirectError> {
         // The agent runs with the workspace as its cwd, so a relative `oz_path` is resolved
         // here against the worker's own directory (Go resolved it against the workspace and
@@ -185,14 +203,16 @@ impl DirectBackend {
                     .workspace_root
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_WORKSPACE_ROOT));
                 let root = std::path::absolute(&root).unwrap_or(root);
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&root)
-                    .map_err(|source| DirectError::WorkspaceRoot {
-                        path: root.clone(),
-                        source,
-                    })?;
+                if create_root {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(&root)
+                        .map_err(|source| DirectError::WorkspaceRoot {
+                            path: root.clone(),
+                            source,
+                        })?;
+                }
                 Layout::PerTask { root }
             }
         };
@@ -535,7 +555,10 @@ impl Backend for DirectBackend {
             Layout::PerTask { root } => ("workspace root", root),
             Layout::TargetDir { dir } => ("target directory", dir),
         };
-        lines.push(host::probe_writable_dir(dir, what));
+        // A missing root is `check`'s to report (the daemon creates it); probe what exists.
+        if dir.exists() || matches!(self.layout, Layout::TargetDir { .. }) {
+            lines.push(host::probe_writable_dir(dir, what));
+        }
         if self.setup_command.is_some() || self.teardown_command.is_some() {
             lines.push(host::probe_executable(
                 Path::new(SHELL),

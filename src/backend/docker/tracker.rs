@@ -136,7 +136,7 @@ impl Tracker {
         let watcher = std::thread::Builder::new()
             .name("oz-docker-watch".into())
             .stack_size(64 * 1024)
-            .spawn(move || watch(&for_thread))?;
+            .spawn(move || watch(&for_thread, poll_fds))?;
         Ok(Tracker {
             shared,
             watcher: Mutex::new(Some(watcher)),
@@ -221,7 +221,18 @@ impl Drop for Tracker {
     }
 }
 
-fn watch(shared: &Shared) {
+/// `poll(2)` over a descriptor set; injected so a test can make it fail persistently.
+type PollFn = fn(&mut [PollFd<'_>], PollTimeout) -> nix::Result<libc::c_int>;
+
+fn poll_fds(fds: &mut [PollFd<'_>], timeout: PollTimeout) -> nix::Result<libc::c_int> {
+    poll(fds, timeout)
+}
+
+/// How long the watcher waits after a failed `poll` before rebuilding the set and retrying.
+const POLL_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+fn watch(shared: &Shared, poll: PollFn) {
+    let mut failing = false;
     while !shared.stop.load(Ordering::SeqCst) {
         // An aborted execution needs no more watching (its token stays readable forever).
         let watched: Vec<Arc<Execution>> = shared
@@ -239,9 +250,23 @@ fn watch(shared: &Shared) {
                     .map(|e| PollFd::new(e.cancel.as_fd(), PollFlags::POLLIN)),
             );
             let timeout = PollTimeout::try_from(WATCH_PERIOD).unwrap_or(PollTimeout::MAX);
-            if poll(&mut fds, timeout).is_err() {
-                // EINTR or a closed descriptor: rebuild the set and try again.
-                continue;
+            match poll(&mut fds, timeout) {
+                Ok(_) => failing = false,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    // A closed descriptor goes away with the next rebuild; a persistent error
+                    // (ENOMEM, EINVAL over RLIMIT_NOFILE) must not spin: log once, pause.
+                    if !failing {
+                        log::warn!(
+                            "Docker cancellation watcher: poll failed: {e}; retrying every \
+                             {POLL_ERROR_BACKOFF:?}"
+                        );
+                        failing = true;
+                    }
+                    drop(fds);
+                    std::thread::sleep(POLL_ERROR_BACKOFF);
+                    continue;
+                }
             }
             let ready = |fd: &PollFd<'_>| {
                 fd.revents()
@@ -305,6 +330,33 @@ mod tests {
         assert!(tracker.wait_gone(&[exec], Instant::now()));
         assert!(!tracker.wait_gone(&[Arc::clone(&bystander)], Instant::now()));
         tracker.stop();
+    }
+
+    #[test]
+    fn a_persistent_poll_error_does_not_spin() {
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        fn failing(_: &mut [PollFd<'_>], _: PollTimeout) -> nix::Result<libc::c_int> {
+            CALLS.fetch_add(1, Ordering::SeqCst);
+            Err(nix::errno::Errno::ENOMEM)
+        }
+        let shared = Arc::new(Shared {
+            running: Mutex::new(Vec::new()),
+            changed: Condvar::new(),
+            wake: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).unwrap(),
+            stop: AtomicBool::new(false),
+            next: AtomicU64::new(0),
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || watch(&shared, failing))
+        };
+        // A spinning watcher calls poll millions of times in this while; one that pauses
+        // 100 ms per failure, about ten.
+        std::thread::sleep(Duration::from_secs(1));
+        shared.stop.store(true, Ordering::SeqCst);
+        thread.join().unwrap();
+        let n = CALLS.load(Ordering::SeqCst);
+        assert!((1..=40).contains(&n), "{n} poll calls");
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn load_kubernetes_coding_cli_sidecars() {
     assert_eq!(m["codex"], "reg/codex:2");
     assert_eq!(
         load_err("backend:\n  kubernetes:\n    coding_cli_sidecars:\n      claude: \"reg/c 1\"\n"),
-        "invalid: backend.kubernetes.coding_cli_sidecars.claude must not contain whitespace (got \"reg/c 1\")"
+        "invalid: line 4: backend.kubernetes.coding_cli_sidecars.claude must not contain whitespace (got \"reg/c 1\")"
     );
 }
 
@@ -99,15 +99,15 @@ fn load_valid_kubernetes_pod_template_with_secret_key_ref() {
 fn opaque_subtrees_must_be_mappings() {
     assert_eq!(
         load_err("backend:\n  kubernetes:\n    pod_template: [a]\n"),
-        "invalid: invalid backend.kubernetes.pod_template: must be a mapping, not a sequence"
+        "invalid: line 3: invalid backend.kubernetes.pod_template: must be a mapping, not a sequence"
     );
     assert_eq!(
         load_err("backend:\n  kubernetes:\n    preflight_resources: 5\n"),
-        "invalid: invalid backend.kubernetes.preflight_resources: must be a mapping, not a number"
+        "invalid: line 3: invalid backend.kubernetes.preflight_resources: must be a mapping, not a number"
     );
     assert_eq!(
         load_err("backend:\n  kubernetes:\n    pod_template: {a: !custom x}\n"),
-        "invalid: invalid backend.kubernetes.pod_template: backend.kubernetes.pod_template.a: \
+        "invalid: line 3: invalid backend.kubernetes.pod_template: backend.kubernetes.pod_template.a: \
          YAML tags (!custom) are not supported"
     );
     // A null subtree is absent.
@@ -134,7 +134,7 @@ fn pod_template_merge_keys_are_applied() {
 fn load_invalid_kubernetes_pull_policy() {
     assert_eq!(
         load_err("backend:\n  kubernetes:\n    image_pull_policy: Sometimes\n"),
-        "invalid: backend.kubernetes.image_pull_policy must be one of Always, IfNotPresent, Never (got \"Sometimes\")"
+        "invalid: line 3: backend.kubernetes.image_pull_policy must be one of Always, IfNotPresent, Never (got \"Sometimes\")"
     );
     // Case matters, as in Kubernetes.
     assert!(load("backend:\n  kubernetes:\n    image_pull_policy: always\n").is_err());
@@ -154,11 +154,11 @@ fn load_kubernetes_default_image() {
     assert_eq!(k("backend:\n  kubernetes: {}\n").default_image, None);
     assert_eq!(
         load_err("backend:\n  kubernetes:\n    default_image: \"ubuntu 22.04\"\n"),
-        "invalid: backend.kubernetes.default_image must not contain whitespace (got \"ubuntu 22.04\")"
+        "invalid: line 3: backend.kubernetes.default_image must not contain whitespace (got \"ubuntu 22.04\")"
     );
     assert_eq!(
         load_err("backend:\n  kubernetes:\n    preflight_image: \"busybox\\t1\"\n"),
-        "invalid: backend.kubernetes.preflight_image must not contain whitespace (got \"busybox\\t1\")"
+        "invalid: line 3: backend.kubernetes.preflight_image must not contain whitespace (got \"busybox\\t1\")"
     );
 }
 
@@ -174,7 +174,7 @@ fn load_kubernetes_sidecar_image() {
     assert_eq!(k("backend:\n  kubernetes: {}\n").sidecar_image, None);
     assert_eq!(
         load_err("backend:\n  kubernetes:\n    sidecar_image: \"reg/agent 1\"\n"),
-        "invalid: backend.kubernetes.sidecar_image must not contain whitespace (got \"reg/agent 1\")"
+        "invalid: line 3: backend.kubernetes.sidecar_image must not contain whitespace (got \"reg/agent 1\")"
     );
 }
 
@@ -215,7 +215,7 @@ fn kubernetes_value_checks() {
         (
             "unschedulable_timeout: 1d",
             "invalid backend.kubernetes.unschedulable_timeout \"1d\": unknown unit \"d\" in \
-             duration \"1d\" (valid units: ns, us, µs, ms, s, m, h)",
+             duration \"1d\" (units: ns, us (or µs), ms, s, m, h; e.g. \"90s\")",
         ),
         (
             "volume_mount_timeout: fast",
@@ -237,7 +237,13 @@ fn kubernetes_value_checks() {
     ];
     for (body, want) in cases {
         let yaml = format!("backend:\n  kubernetes:\n    {body}\n");
-        assert_eq!(load_err(&yaml), format!("invalid: {want}"), "{body}");
+        // Each key is on line 3, except the pair: the message names its second key first.
+        let line = if body.contains('\n') { 4 } else { 3 };
+        assert_eq!(
+            load_err(&yaml),
+            format!("invalid: line {line}: {want}"),
+            "{body}"
+        );
     }
     for ok in [
         "workspace_size_limit: 500M",

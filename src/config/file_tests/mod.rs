@@ -101,11 +101,11 @@ fn load_docker_newer_keys() {
     assert_eq!(d.sidecar_image.as_deref(), Some("reg.example/agent:2"));
     assert_eq!(
         load_err("backend:\n  docker:\n    image_pull_policy: Sometimes\n"),
-        "invalid: backend.docker.image_pull_policy must be one of Always, IfNotPresent, Never (got \"Sometimes\")"
+        "invalid: line 3: backend.docker.image_pull_policy must be one of Always, IfNotPresent, Never (got \"Sometimes\")"
     );
     assert_eq!(
         load_err("backend:\n  docker:\n    sidecar_image: \"a b\"\n"),
-        "invalid: backend.docker.sidecar_image must not contain whitespace (got \"a b\")"
+        "invalid: line 3: backend.docker.sidecar_image must not contain whitespace (got \"a b\")"
     );
 }
 
@@ -193,16 +193,17 @@ fn load_type_errors_name_the_key_and_line() {
     );
     assert_eq!(
         load_err("worker_id: w\nmax_concurrent_tasks: lots\n"),
-        "read: line 2: max_concurrent_tasks: invalid type: string \"lots\", expected i64"
+        "read: line 2: max_concurrent_tasks: invalid type: string \"lots\", expected a whole number"
     );
     assert_eq!(
         load_err("backend:\n  docker: 5\n"),
-        "read: line 2: backend.docker: invalid type: integer `5`, expected a mapping"
+        "read: line 2: backend.docker: invalid type: integer `5`, expected a mapping (e.g. \
+         `backend: {docker: {}}` for its defaults)"
     );
     assert_eq!(
         load_err("backend:\n  kubernetes:\n    ttl_seconds_after_finished: 99999999999\n"),
         "read: line 3: backend.kubernetes.ttl_seconds_after_finished: invalid value: integer \
-         `99999999999`, expected i32"
+         `99999999999`, expected a whole number (out of range)"
     );
     assert_eq!(
         load_err("worker_id: [a]\n"),
@@ -266,11 +267,11 @@ fn load_rejects_non_utf8() {
 fn load_empty_env_name() {
     assert_eq!(
         load_err("backend:\n  docker:\n    environment:\n      - name: \"\"\n        value: x\n"),
-        "invalid: backend.docker.environment[0].name is required"
+        "invalid: line 4: backend.docker.environment[0].name is required"
     );
     assert_eq!(
         load_err("backend:\n  direct:\n    environment:\n      - name: A\n      - value: x\n"),
-        "invalid: backend.direct.environment[1].name is required"
+        "invalid: line 5: backend.direct.environment[1].name is required"
     );
 }
 
@@ -278,17 +279,17 @@ fn load_empty_env_name() {
 fn load_env_name_with_whitespace() {
     assert_eq!(
         load_err("backend:\n  docker:\n    environment:\n      - name: \"A B\"\n"),
-        "invalid: backend.docker.environment[0].name must not contain whitespace (got \"A B\")"
+        "invalid: line 4: backend.docker.environment[0].name must not contain whitespace (got \"A B\")"
     );
     assert_eq!(
         load_err(
             "backend:\n  command:\n    dispatch_command: d\n    environment:\n      - name: \"A\\tB\"\n"
         ),
-        "invalid: backend.command.environment[0].name must not contain whitespace (got \"A\\tB\")"
+        "invalid: line 5: backend.command.environment[0].name must not contain whitespace (got \"A\\tB\")"
     );
     assert_eq!(
         load_err("backend:\n  docker:\n    environment:\n      - name: A=B\n"),
-        "invalid: backend.docker.environment[0].name must not contain '=' (got \"A=B\")"
+        "invalid: line 4: backend.docker.environment[0].name must not contain '=' (got \"A=B\")"
     );
 }
 
@@ -345,7 +346,7 @@ fn null_backend_block_is_not_configured() {
 fn load_both_backends_error() {
     assert_eq!(
         load_err("backend:\n  docker: {}\n  direct: {}\n"),
-        "invalid: at most one backend may be configured (found direct, docker)"
+        "invalid: line 1: at most one backend may be configured (found direct, docker)"
     );
 }
 
@@ -353,7 +354,7 @@ fn load_both_backends_error() {
 fn load_command_and_docker_backends_error() {
     assert_eq!(
         load_err("backend:\n  command: {dispatch_command: d}\n  docker: {}\n"),
-        "invalid: at most one backend may be configured (found command, docker)"
+        "invalid: line 1: at most one backend may be configured (found command, docker)"
     );
 }
 
@@ -363,10 +364,11 @@ fn validation_reports_every_problem() {
         load_err(
             "max_concurrent_tasks: -1\nbackend:\n  command: {}\n  kubernetes:\n    default_image: \"a b\"\n"
         ),
-        "invalid: max_concurrent_tasks must not be negative (got -1); the Go worker treated \
-         negative values as unlimited: use 0 for unlimited; at most one backend may be \
-         configured (found kubernetes, command); backend.command.dispatch_command is required; \
-         backend.kubernetes.default_image must not contain whitespace (got \"a b\")"
+        "invalid: line 1: max_concurrent_tasks must not be negative (got -1); the Go worker \
+         treated negative values as unlimited: use 0 for unlimited; line 2: at most one backend \
+         may be configured (found kubernetes, command); line 3: backend.command.dispatch_command \
+         is required; line 5: backend.kubernetes.default_image must not contain whitespace (got \
+         \"a b\")"
     );
 }
 
@@ -419,14 +421,15 @@ fn load_valid_command_config() {
 
 #[test]
 fn load_command_config_requires_dispatch_command() {
-    for yaml in [
-        "backend:\n  command: {}\n",
-        "backend:\n  command:\n    cancel_command: c\n",
-        "backend:\n  command:\n    dispatch_command: \"  \"\n",
+    // A missing key is placed at its block; an empty one at itself.
+    for (yaml, line) in [
+        ("backend:\n  command: {}\n", 2),
+        ("backend:\n  command:\n    cancel_command: c\n", 2),
+        ("backend:\n  command:\n    dispatch_command: \"  \"\n", 3),
     ] {
         assert_eq!(
             load_err(yaml),
-            "invalid: backend.command.dispatch_command is required"
+            format!("invalid: line {line}: backend.command.dispatch_command is required")
         );
     }
 }
@@ -435,16 +438,16 @@ fn load_command_config_requires_dispatch_command() {
 fn command_dispatch_timeout_errors() {
     assert_eq!(
         load_err("backend:\n  command:\n    dispatch_command: d\n    dispatch_timeout: soon\n"),
-        "invalid: invalid backend.command.dispatch_timeout \"soon\": invalid duration \"soon\""
+        "invalid: line 4: invalid backend.command.dispatch_timeout \"soon\": invalid duration \"soon\""
     );
     assert_eq!(
         load_err("backend:\n  command:\n    dispatch_command: d\n    dispatch_timeout: 0s\n"),
-        "invalid: invalid backend.command.dispatch_timeout \"0s\": must be positive"
+        "invalid: line 4: invalid backend.command.dispatch_timeout \"0s\": must be positive"
     );
     assert_eq!(
         load_err("backend:\n  command:\n    dispatch_command: d\n    dispatch_timeout: 30\n"),
-        "invalid: invalid backend.command.dispatch_timeout \"30\": missing unit in duration \"30\" \
-         (use one of ns, us, ms, s, m, h, e.g. \"90s\")"
+        "invalid: line 4: invalid backend.command.dispatch_timeout \"30\": missing unit in duration \"30\" \
+         (units: ns, us (or µs), ms, s, m, h; e.g. \"90s\")"
     );
 }
 
@@ -522,4 +525,79 @@ fn decode_error_has_no_line_only_for_whole_document_errors() {
     let e = decode("foo: 1\n").unwrap_err();
     assert!(!e.empty);
     assert_eq!(e.line, Some(1));
+}
+
+#[test]
+fn type_errors_never_name_rust_types() {
+    for yaml in [
+        "max_concurrent_tasks: lots\n",
+        "max_concurrent_tasks: 1.5\n",
+        "backend:\n  kubernetes:\n    ttl_seconds_after_finished: 99999999999\n",
+        "backend:\n  kubernetes:\n    active_deadline_seconds: x\n",
+        "backend:\n  docker: 5\n",
+    ] {
+        let e = load_err(yaml);
+        for rust in [
+            "i64",
+            "i32",
+            "u32",
+            "u64",
+            "f64",
+            "struct",
+            "floating point",
+        ] {
+            assert!(!e.contains(rust), "{rust} in {e}");
+        }
+    }
+}
+
+#[test]
+fn common_shape_mistakes_come_with_an_example() {
+    assert_eq!(
+        load_err("backend: direct\n"),
+        "read: line 1: backend: invalid type: string \"direct\", expected a mapping (write the \
+         backend as a block: `backend: {direct: {}}`, or `direct:` indented under `backend:`)"
+    );
+    assert!(
+        load_err("backend:\n  docker:\n    volumes: /a:/b\n")
+            .ends_with("(a list, e.g. `volumes: [\"/host/path:/container/path:ro\"]`)")
+    );
+    assert!(
+        load_err("backend:\n  direct:\n    environment:\n      A: b\n").ends_with(
+            "(a list of name/value entries, e.g. `environment: [{name: KEY, value: v}]`)"
+        )
+    );
+}
+
+#[test]
+fn every_decoding_error_of_a_file_is_reported_with_its_line() {
+    let e = load_err(
+        "worker_id: w\ncleanup: maybe\nmax_concurrent_tasks: lots\nbogus: 1\nbackend:\n  docker:\n    volumes: /a:/b\n",
+    );
+    assert!(e.starts_with("read: line 2: cleanup: "), "{e}");
+    for part in [
+        "; line 3: max_concurrent_tasks: invalid type: string \"lots\", expected a whole number",
+        "; line 4: unknown key \"bogus\" in the top level",
+        "; line 7: backend.docker.volumes: invalid type: string",
+    ] {
+        assert!(e.contains(part), "{part} missing from {e}");
+    }
+    // Capped: a file of many bad keys reports the first few and counts the rest.
+    let many: String = (0..40).map(|i| format!("bad_{i}: 1\n")).collect();
+    let e = load_err(&many);
+    assert_eq!(e.matches("unknown key").count(), MAX_REPORTED_ERRORS, "{e}");
+    assert!(e.ends_with("and 20 more error(s)"), "{e}");
+}
+
+#[test]
+fn errors_found_after_parsing_carry_their_line() {
+    assert_eq!(
+        load_err("worker_id: w\nbackend:\n  direct: {}\n  docker: {}\n"),
+        "invalid: line 2: at most one backend may be configured (found direct, docker)"
+    );
+    assert_eq!(
+        load_err("worker_id: w\ndrain_timeout: 3d\n"),
+        "invalid: line 2: invalid drain_timeout \"3d\": unknown unit \"d\" in duration \"3d\" \
+         (units: ns, us (or µs), ms, s, m, h; e.g. \"90s\")"
+    );
 }

@@ -134,8 +134,8 @@ fn command_defaults_and_errors() {
     assert!(e.starts_with("invalid config file /"), "{e}");
     assert!(
         e.ends_with(
-            "config.yaml: invalid backend.command.dispatch_timeout \"1x\": unknown unit \"x\" in \
-             duration \"1x\" (valid units: ns, us, µs, ms, s, m, h)"
+            "config.yaml: line 4: invalid backend.command.dispatch_timeout \"1x\": unknown unit \"x\" in \
+             duration \"1x\" (units: ns, us (or µs), ms, s, m, h; e.g. \"90s\")"
         ),
         "{e}"
     );

@@ -10,10 +10,13 @@ use super::*;
 fn env_flag_errors() {
     for (entry, want) in [
         ("", "invalid --env flag: empty value"),
-        ("=x", "invalid --env flag: missing key in \"=x\""),
+        (
+            "=x",
+            "invalid --env flag: missing key before `=` (expected KEY=value or KEY)",
+        ),
         (
             "A B=c",
-            "invalid --env flag: key contains whitespace in \"A B=c\"",
+            "invalid --env flag: key \"A B\" contains whitespace (expected KEY=value or KEY)",
         ),
     ] {
         assert_eq!(Run::new(&w(&["-e", entry])).err(), want);
@@ -108,7 +111,7 @@ fn timing_env_errors_name_the_variable() {
             ("-1s", "must be a positive duration"),
             (
                 "10",
-                "missing unit in duration \"10\" (use one of ns, us, ms, s, m, h, e.g. \"90s\")",
+                "missing unit in duration \"10\" (units: ns, us (or µs), ms, s, m, h; e.g. \"90s\")",
             ),
             ("99999999999h", "invalid duration \"99999999999h\""),
         ] {

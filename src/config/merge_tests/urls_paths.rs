@@ -132,7 +132,7 @@ fn file_errors_surface_through_resolve() {
     );
     let e = Run::new(&w(&[])).yaml("max_concurrent_tasks: -2\n").err();
     assert!(e.starts_with("invalid config file /"), "{e}");
-    assert!(e.ends_with("config.yaml: max_concurrent_tasks must not be negative (got -2); the Go worker treated negative values as unlimited: use 0 for unlimited"));
+    assert!(e.ends_with("config.yaml: line 1: max_concurrent_tasks must not be negative (got -2); the Go worker treated negative values as unlimited: use 0 for unlimited"));
     let e = Run::new(&["--config-file", "/nonexistent/oz.yaml"]).err();
     assert!(
         e.starts_with("reading config file /nonexistent/oz.yaml: "),
