@@ -255,6 +255,7 @@ fn without_a_usable_state_directory_the_worker_runs_and_check_says_so() {
     let out = WorkerCommand::new(&dir)
         .args(["check", "--config-file", &config.display().to_string()])
         .args(["--state-dir", &state.display().to_string()])
+        .args(["--offline", "--api-key", "crash-test-key"])
         .run();
     // Not a failed check: the worker runs without the journal.
     out.expect_code(0);
@@ -266,6 +267,7 @@ fn without_a_usable_state_directory_the_worker_runs_and_check_says_so() {
     assert!(out.stdout.contains("--state-dir"), "{}", out.dump());
     let out = WorkerCommand::new(&dir)
         .args(["check", "--config-file", &config.display().to_string()])
+        .args(["--offline", "--api-key", "crash-test-key"])
         .run();
     assert!(
         out.stdout.contains("ok   state directory"),
