@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod file;
+pub mod keys;
 mod merge;
 pub mod quantity;
 mod values;
