@@ -60,8 +60,10 @@ for arch in x86_64 aarch64; do
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
   cp "target/$arch-unknown-linux-musl/release/oz-agent-worker" "$ctx/"
   tag=oz-agent-worker:$version-${deb_arch[$arch]}
-  docker build -q --platform "linux/${deb_arch[$arch]}" --build-arg "VERSION=$version" -t "$tag" "$ctx" >/dev/null
+  docker build -q --no-cache --platform "linux/${deb_arch[$arch]}" --build-arg "VERSION=$version" -t "$tag" "$ctx" >/dev/null
   docker save "$tag" -o "$out/oz-agent-worker-$version-image-${deb_arch[$arch]}.tar"
+  chmod 644 "$out/oz-agent-worker-$version-image-${deb_arch[$arch]}.tar"
+  docker rmi "$tag" >/dev/null
 done
 
 if command -v helm >/dev/null 2>&1; then

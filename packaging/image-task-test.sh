@@ -27,11 +27,14 @@ a["data"]["docker_image"], a["data"]["sidecar_image"] = sys.argv[1], sys.argv[2]
 print(json.dumps(a))
 PY
 printf 'worker_id: image-test\nbackend:\n  docker:\n    image_pull_policy: Never\n' >"$work/config.yaml"
+# The worker runs as uid 10001 in its image: the mounted files must be readable by it.
+chmod 755 "$work"
 chmod 644 "$work/task.json" "$work/config.yaml"
 
 sock=/var/run/docker.sock
 out=$(docker run --rm -v "$sock:$sock" --group-add "$(stat -c %g "$sock")" \
-  -v "$work:/work:ro" "$worker_image" run-once --config-file /work/config.yaml --task /work/task.json 2>"$work/stderr")
+  -v "$work:/work:ro" "$worker_image" run-once --config-file /work/config.yaml --task /work/task.json 2>"$work/stderr") \
+  || { cat "$work/stderr" >&2; echo "$out" >&2; echo "run-once failed inside $worker_image" >&2; exit 1; }
 grep -q '"type":"task_completed"' <<<"$out" || { cat "$work/stderr" >&2; echo "$out" >&2; exit 1; }
 grep -q 'stand-in agent on Debian' "$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
 echo "docker-backend task ran from inside $worker_image"
