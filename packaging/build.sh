@@ -4,11 +4,12 @@
 #   oz-agent-worker-<version>-linux-{amd64,arm64}.cdx.json   CycloneDX SBOM of each binary
 #   oz-agent-worker_<version>-1_{amd64,arm64}.deb            Debian packages
 #   oz-agent-worker-<version>-1.{x86_64,aarch64}.rpm         RPM packages
-#   oz-agent-worker-<version>-image-{amd64,arm64}.tar        FROM-scratch images (docker save)
+#   oz-agent-worker-<version>-image-{amd64,arm64}.tar        FROM-scratch images (docker load)
+#   oz-agent-worker-<version>-oci.tar                        both as one multi-arch OCI index
 #   oz-agent-worker-<version>-chart.tgz                      the Helm chart (when helm is on PATH)
 #   SHA256SUMS
 # Needs: the musl targets, musl-tools, cargo-deb, cargo-generate-rpm, cargo-zigbuild with ziglang,
-# mandoc, a Docker engine; .ci/packaging.sh installs them. Usage: packaging/build.sh [OUT_DIR]
+# mandoc, skopeo, a Docker engine; .ci/packaging.sh installs them. Usage: packaging/build.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -52,19 +53,26 @@ for arch in x86_64 aarch64; do
 done
 
 step "images"
+# amd64: built by the local engine from packaging/image/Dockerfile (FROM scratch needs no registry).
 ctx=target/packaging/image
-for arch in x86_64 aarch64; do
-  rm -rf "$ctx" && mkdir -p "$ctx/tmp"
-  chmod 1777 "$ctx/tmp"
-  cp packaging/image/Dockerfile packaging/image/passwd packaging/image/group "$ctx/"
-  cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
-  cp "target/$arch-unknown-linux-musl/release/oz-agent-worker" "$ctx/"
-  tag=oz-agent-worker:$version-${deb_arch[$arch]}
-  docker build -q --no-cache --platform "linux/${deb_arch[$arch]}" --build-arg "VERSION=$version" -t "$tag" "$ctx" >/dev/null
-  docker save "$tag" -o "$out/oz-agent-worker-$version-image-${deb_arch[$arch]}.tar"
-  chmod 644 "$out/oz-agent-worker-$version-image-${deb_arch[$arch]}.tar"
-  docker rmi "$tag" >/dev/null
-done
+rm -rf "$ctx" && mkdir -p "$ctx/tmp"
+chmod 1777 "$ctx/tmp"
+cp packaging/image/Dockerfile packaging/image/passwd packaging/image/group "$ctx/"
+cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
+cp target/x86_64-unknown-linux-musl/release/oz-agent-worker "$ctx/"
+tag=oz-agent-worker:$version-amd64
+docker build -q --no-cache --build-arg "VERSION=$version" -t "$tag" "$ctx" >/dev/null
+docker save "$tag" -o "$out/oz-agent-worker-$version-image-amd64.tar"
+docker rmi "$tag" >/dev/null
+# Multi-arch: an OCI image index over amd64 and arm64, written directly from the two binaries (the
+# legacy builder cannot build a foreign-platform image, and no buildx or registry is available).
+python3 packaging/oci_index.py "$version" target/x86_64-unknown-linux-musl/release/oz-agent-worker \
+  target/aarch64-unknown-linux-musl/release/oz-agent-worker /etc/ssl/certs/ca-certificates.crt \
+  "$out/oz-agent-worker-$version-oci.tar"
+# arm64 for `docker load`: that index's arm64 image as a docker archive.
+skopeo copy -q --override-arch arm64 "oci-archive:$out/oz-agent-worker-$version-oci.tar:$version" \
+  "docker-archive:$out/oz-agent-worker-$version-image-arm64.tar:oz-agent-worker:$version-arm64"
+chmod 644 "$out"/*.tar
 
 if command -v helm >/dev/null 2>&1; then
   step "chart"
