@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 started=$SECONDS
+# grep that reads its whole input: `producer | grep -q` can fail under pipefail when grep exits
+# at the first match and the producer gets SIGPIPE.
+has() { grep "$@" >/dev/null; }
 step() { printf '\n=== packaging: %s (%ds)\n' "$*" $((SECONDS - started)); }
 dist=$root/target/packaging/dist
 tools=$root/target/packaging/tools
@@ -69,12 +72,12 @@ rpm_arm=$dist/oz-agent-worker-$version-1.aarch64.rpm
 
 step "binaries"
 for b in "$bin_amd64" "$bin_arm64"; do
-  file -b "$b" | grep -q 'static' || { echo "$b is not static: $(file -b "$b")" >&2; exit 1; }
+  file -b "$b" | has 'static' || { echo "$b is not static: $(file -b "$b")" >&2; exit 1; }
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["components"]) > 20, d' "$b.cdx.json"
 done
-file -b "$bin_arm64" | grep -q 'ARM aarch64'
-"$bin_amd64" --version | grep -qx "oz-agent-worker $version"
-qemu-aarch64-static "$bin_arm64" --version | grep -qx "oz-agent-worker $version"
+file -b "$bin_arm64" | has 'ARM aarch64'
+"$bin_amd64" --version | has -x "oz-agent-worker $version"
+qemu-aarch64-static "$bin_arm64" --version | has -x "oz-agent-worker $version"
 for run in "$bin_amd64" "qemu-aarch64-static $bin_arm64"; do
   rm -rf /tmp/oz-agent-worker-quickstart
   out=$($run run-once --config-file tests/support/quickstart.yaml --task tests/support/tasks/hello.json 2>/dev/null)
@@ -155,16 +158,16 @@ docker run --rm -v "$dist:/dist:ro" "oz-test/$tag-debian" bash -euxc "
   if rpm -q oz-agent-worker; then echo 'still known to rpm after erase'; exit 1; fi
 "
 for r in "$rpm_x86" "$rpm_arm"; do
-  rpm -qip "$r" | grep -q '^License *: Apache-2.0'
-  rpm -qlp "$r" | grep -qx /usr/lib/systemd/system/oz-agent-worker.service
-  rpm -qcp "$r" | grep -qx /etc/oz-agent-worker/config.yaml
+  rpm -qip "$r" | has '^License *: Apache-2.0'
+  rpm -qlp "$r" | has -x /usr/lib/systemd/system/oz-agent-worker.service
+  rpm -qcp "$r" | has -x /etc/oz-agent-worker/config.yaml
 done
-rpm -qip "$rpm_arm" | grep -q '^Architecture: aarch64'
+rpm -qip "$rpm_arm" | has '^Architecture: aarch64'
 
 step "image"
 docker load -q -i "$dist/oz-agent-worker-$version-image-amd64.tar" >/dev/null
 image=oz-agent-worker:$version-amd64
-docker run --rm "$image" --version | grep -qx "oz-agent-worker $version"
+docker run --rm "$image" --version | has -x "oz-agent-worker $version"
 test "$(docker image inspect -f '{{.Config.User}}' "$image")" = 10001:10001
 test "$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.version"}}' "$image")" = "$version"
 size=$(docker image inspect -f '{{.Size}}' "$image")
@@ -185,7 +188,7 @@ for arch in amd64 arm64; do
 done
 docker load -q -i "$dist/oz-agent-worker-$version-image-arm64.tar" >/dev/null
 test "$(docker image inspect -f '{{.Architecture}}' "oz-agent-worker:$version-arm64")" = arm64
-docker run --rm "oz-agent-worker:$version-oci-amd64" --version | grep -qx "oz-agent-worker $version"
+docker run --rm "oz-agent-worker:$version-oci-amd64" --version | has -x "oz-agent-worker $version"
 packaging/image-task-test.sh "oz-agent-worker:$version-oci-amd64" "oz-test/$tag-debian" "oz-test/$tag-agent"
 
 step "Helm chart"
@@ -235,8 +238,38 @@ sed 's/^  replicas: 1$/  replicas: 1\n  replicaz: 1/' "$rendered/defaults.yaml" 
 if kubernetes-validate --strict --quiet --no-warn -k 1.33.0 "$rendered/broken.yaml" >/dev/null 2>&1; then
   echo "kubernetes-validate --strict accepted an unknown field" >&2; exit 1
 fi
-helm template ozw "$chart" -f "$chart/ci/probes-off-values.yaml" | grep -q 'Probe:' \
+helm template ozw "$chart" -f "$chart/ci/probes-off-values.yaml" | has 'Probe:' \
   && { echo "probes-off still renders a probe" >&2; exit 1; }
+
+step "README Install commands, as written"
+# Each route's command is taken from the README's table, so the README cannot drift from what
+# was tested: binary and deb inside the Debian container, rpm there with the two flags Debian's
+# rpm needs, the image on the host engine, Helm as a client-side dry run (no cluster here).
+route() {
+  python3 - "$1" <<'PY'
+import re, sys
+for line in open("README.md"):
+    m = re.match(r"\| %s \| `(.+)` \|$" % re.escape(sys.argv[1]), line.strip())
+    if m:
+        print(m.group(1))
+        break
+else:
+    sys.exit(f"README.md has no Install row for {sys.argv[1]}")
+PY
+}
+docker run --rm -v "$dist:/dist:ro" -w /dist "oz-test/$tag-debian" bash -euxc "
+  $(route binary)
+  /usr/local/bin/oz-agent-worker --version
+  $(route deb)
+  test -f /usr/lib/systemd/system/oz-agent-worker.service
+  dpkg -P oz-agent-worker
+  $(route rpm | sed 's/^rpm -i /rpm -i --nodeps --force-debian /')
+  rpm -q oz-agent-worker
+"
+load=$(route image)
+(cd "$dist" && eval "$load") | has "Loaded image: oz-agent-worker:$version-amd64"
+install=$(route Helm)
+(cd "$dist" && eval "$install --dry-run=client") | has 'STATUS: pending-install'
 
 step "sizes"
 ls -l "$dist" | awk 'NR > 1 { printf "%10d  %s\n", $5, $9 }'
