@@ -20,7 +20,7 @@ pub use doc::{help_text, man_page};
 pub use doc_yaml::config_man_page;
 pub use flags::{Category, FLAGS, Flag, Kind, TIMING_ENV, TimingVar};
 
-use crate::backend::BackendKind;
+use crate::settings::BackendKind;
 use crate::settings::Secret;
 
 /// What the process was asked to do.
@@ -84,7 +84,7 @@ pub struct LowArgs {
     pub config_file: Option<PathBuf>,
     pub backend: Option<BackendKind>,
     pub log_level: Option<log::LevelFilter>,
-    pub log_format: Option<crate::logging::LogFormat>,
+    pub log_format: Option<crate::settings::LogFormat>,
     /// Validated `HOST:PORT`.
     pub metrics_addr: Option<String>,
     pub drain_timeout: Option<std::time::Duration>,
