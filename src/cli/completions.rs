@@ -5,8 +5,7 @@ use std::fmt::Write;
 
 use super::SUBCOMMANDS;
 use super::flags::{FLAGS, Flag, LOG_LEVELS};
-use crate::backend::BackendKind;
-use crate::logging::LogFormat;
+use crate::settings::{BackendKind, LogFormat};
 
 /// A shell with a completion script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
