@@ -13,7 +13,9 @@ started=$SECONDS
 has() { grep "$@" >/dev/null; }
 step() { printf '\n=== packaging: %s (%ds)\n' "$*" $((SECONDS - started)); }
 dist=$root/target/packaging/dist
-tools=$root/target/packaging/tools
+# Downloads and builds that do not depend on the tree (helm, the Debian rootfs) are kept per
+# machine, like the cargo-installed tools, so a clean clone does not pay for them again.
+tools=${XDG_CACHE_HOME:-$HOME/.cache}/oz-agent-worker-ci
 tag=ship-ci-$$
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 cleanup() {
@@ -39,7 +41,7 @@ rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl >/dev/nul
 python3 -c 'import ziglang' 2>/dev/null || pip install -q ziglang
 command -v kubernetes-validate >/dev/null || pip install -q kubernetes-validate
 # Compiled once per machine (about 16 min on 2 busy cores), then reused: pinned versions.
-for tool in cargo-deb@3.8.0 cargo-generate-rpm@0.21.1 cargo-zigbuild@0.20.1; do
+for tool in cargo-deb@3.8.0 cargo-generate-rpm@0.21.1 cargo-zigbuild@0.24.1; do
   command -v "${tool%@*}" >/dev/null || cargo install --locked "$tool"
 done
 mkdir -p "$tools"
@@ -125,10 +127,11 @@ for dropin in docker direct; do
 done
 
 step "Debian container from Debian's packages"
-debian_tar=target/packaging/debian-rootfs.tar
+debian_tar=$tools/debian-bookworm-rootfs.tar
 if [ ! -s "$debian_tar" ]; then
-  mmdebstrap --variant=minbase --include=rpm,passwd,adduser,systemd --quiet bookworm "$debian_tar" \
+  mmdebstrap --variant=minbase --include=rpm,passwd,adduser,systemd --quiet bookworm "$debian_tar.tmp" \
     http://deb.debian.org/debian
+  mv "$debian_tar.tmp" "$debian_tar"
 fi
 docker import -c 'CMD ["/bin/bash"]' -c 'LABEL oz-test=1' "$debian_tar" "oz-test/$tag-debian" >/dev/null
 
