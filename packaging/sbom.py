@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """CycloneDX 1.5 SBOM of the release binary for one target, from `cargo metadata`.
 
-Lists the crates linked into the binary: the normal (not dev, not build) dependency closure of
-the package, resolved for the target triple, with versions and crates.io purls.
+Lists the crates linked into the binary: the normal (not dev, not build, not proc-macro)
+dependency closure of the package, resolved for the target triple, with versions and purls.
 Usage: sbom.py TARGET_TRIPLE OUT.json
 """
 import json
@@ -18,9 +18,14 @@ nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
 root = meta["resolve"]["root"]
 
 
+def is_proc_macro(pid):
+    return any("proc-macro" in t["kind"] for t in packages[pid]["targets"])
+
+
 def normal_deps(node_id):
+    # Proc-macro crates (and what only they use) run in the compiler; nothing of them is linked.
     for dep in nodes[node_id]["deps"]:
-        if any(k["kind"] is None for k in dep["dep_kinds"]):
+        if any(k["kind"] is None for k in dep["dep_kinds"]) and not is_proc_macro(dep["pkg"]):
             yield dep["pkg"]
 
 
