@@ -190,6 +190,32 @@ mod tests {
     }
 
     #[test]
+    fn packaged_config_file_is_valid_and_its_commented_direct_block_too() {
+        use crate::config::file::{decode, validate};
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.yaml");
+        let text = std::fs::read_to_string(&path).expect("packaging/config.yaml is in the tree");
+        let file = decode(&text).unwrap_or_else(|e| panic!("{}: {}", path.display(), e.message));
+        assert_eq!(validate(&file), Vec::<String>::new());
+        assert_eq!(
+            file.backend.as_ref().map(|b| b.present()),
+            Some(vec!["docker"])
+        );
+        // The documented alternative: drop the docker block, uncomment the direct one.
+        let direct: String = text
+            .lines()
+            .filter(|l| !l.starts_with("  docker:") && !l.starts_with("    "))
+            .map(|l| {
+                l.strip_prefix("  # ")
+                    .map_or(l.to_owned(), |rest| format!("  {rest}"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file = decode(&direct).unwrap_or_else(|e| panic!("{}\n{direct}", e.message));
+        assert_eq!(validate(&file), Vec::<String>::new());
+        assert_eq!(file.backend.map(|b| b.present()), Some(vec!["direct"]));
+    }
+
+    #[test]
     fn config_man_page_lines_are_valid_roff_requests() {
         for line in config_man_page().lines() {
             assert!(!line.starts_with('\''), "{line}");
