@@ -19,7 +19,7 @@ tools=${XDG_CACHE_HOME:-$HOME/.cache}/oz-agent-worker-ci
 tag=ship-ci-$$
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 cleanup() {
-  docker rm -f "$tag-task" >/dev/null 2>&1 || true
+  docker rm -f "$tag-arm64" >/dev/null 2>&1 || true
   docker rmi -f "oz-test/$tag-debian" "oz-test/$tag-agent" >/dev/null 2>&1 || true
   for t in amd64 arm64 oci-amd64 oci-arm64; do
     docker rmi -f "oz-agent-worker:$version-$t" >/dev/null 2>&1 || true
@@ -189,6 +189,11 @@ for arch in amd64 arm64; do
   skopeo copy -q --override-arch "$arch" "oci-archive:$oci:$version" "docker-daemon:oz-agent-worker:$version-oci-$arch"
   test "$(docker image inspect -f '{{.Architecture}} {{.Config.User}}' "oz-agent-worker:$version-oci-$arch")" = "$arch 10001:10001"
 done
+# The arm64 image's own binary runs (under qemu: the engine here cannot run arm64 containers).
+docker create --name "$tag-arm64" "oz-agent-worker:$version-oci-arm64" >/dev/null 2>&1
+docker cp "$tag-arm64:/usr/bin/oz-agent-worker" target/packaging/arm64-from-image
+docker rm "$tag-arm64" >/dev/null
+qemu-aarch64-static target/packaging/arm64-from-image --version | has -x "oz-agent-worker $version"
 docker load -q -i "$dist/oz-agent-worker-$version-image-arm64.tar" >/dev/null
 test "$(docker image inspect -f '{{.Architecture}}' "oz-agent-worker:$version-arm64")" = arm64
 docker run --rm "oz-agent-worker:$version-oci-amd64" --version | has -x "oz-agent-worker $version"
