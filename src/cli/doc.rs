@@ -164,10 +164,10 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 
 /// The date in the man pages' title lines: the last change to their content. mandoc rejects an
 /// empty one; update it when the pages change materially.
-pub(super) const MAN_DATE: &str = "2026-12-02";
+pub const MAN_DATE: &str = "2026-12-02";
 
 /// Escapes plain text for roff: backslashes, hyphens, and a leading '.' or '\''.
-pub(super) fn roff(text: &str) -> String {
+pub fn roff(text: &str) -> String {
     let escaped = text.replace('\\', "\\e").replace('-', "\\-");
     if escaped.starts_with('.') || escaped.starts_with('\'') {
         format!("\\&{escaped}")

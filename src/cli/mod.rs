@@ -8,7 +8,6 @@
 
 mod completions;
 mod doc;
-mod doc_yaml;
 mod flags;
 
 use std::ffi::OsString;
@@ -16,8 +15,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use completions::Shell;
-pub use doc::{help_text, man_page};
-pub use doc_yaml::config_man_page;
+pub use doc::{MAN_DATE, help_text, man_page, roff};
 pub use flags::{Category, FLAGS, Flag, Kind, TIMING_ENV, TimingVar};
 
 use crate::settings::BackendKind;

@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod keys;
+pub mod man;
 mod merge;
 pub mod quantity;
 mod values;

@@ -1,11 +1,11 @@
 //! `oz-agent-worker.yaml(5)`: the config file's man page, rendered from the key table in
-//! `config::keys` (which a test keeps equal to the parser's schema) and the flag table.
+//! [`super::keys`] (which a test keeps equal to the parser's schema) and the flag table. It lives
+//! on the config side so that `cli` does not import `config`.
 
 use std::fmt::Write;
 
-use super::doc::{MAN_DATE, roff};
-use super::flags::FLAGS;
-use crate::config::keys::{BLOCKS, CONFIG_KEYS, ConfigKey};
+use super::keys::{BLOCKS, CONFIG_KEYS, ConfigKey};
+use crate::cli::{FLAGS, MAN_DATE, roff};
 
 const DESCRIPTION: &str = r"The file given by \fB\-\-config\-file\fR is YAML, conventionally
 \fI/etc/oz\-agent\-worker/config.yaml\fR. Unknown keys are errors naming the key and its line
