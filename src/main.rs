@@ -41,6 +41,10 @@ fn main() -> ExitCode {
             println!("{text}");
             return ExitCode::SUCCESS;
         }
+        Invocation::Completions(script) => {
+            print!("{script}");
+            return ExitCode::SUCCESS;
+        }
         Invocation::Run { mode, args, task } => (mode, args, task),
     };
     let env = |key: &str| std::env::var(key).ok();

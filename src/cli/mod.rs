@@ -1,11 +1,12 @@
 //! Command line: flags, subcommands, `--help`, `--version` and the man page.
 //!
 //! Flags are data ([`flags::FLAGS`]): one table entry per flag drives lexopt parsing, the help
-//! text and `man/oz-agent-worker.1`. Parsing fills [`LowArgs`] with raw values and does no I/O;
+//! text, the shell completions and `man/oz-agent-worker.8`. Parsing fills [`LowArgs`] with raw values and does no I/O;
 //! `config::resolve` merges them with the environment and the config file into `Settings`.
 //!
 //! Adding a flag is one table entry plus one `LowArgs` field.
 
+mod completions;
 mod doc;
 mod environ;
 mod flags;
@@ -14,7 +15,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use doc::{help_text, man_page};
+pub use completions::Shell;
+pub use doc::{MAN_DATE, help_text, man_page, roff};
 pub use flags::{Category, FLAGS, Flag, Kind, TIMING_ENV, TimingVar};
 
 use crate::settings::BackendKind;
@@ -43,6 +45,11 @@ pub const SUBCOMMANDS: &[(&str, Option<Mode>, &str)] = &[
         Some(Mode::Check),
         "validate the configuration and probe the backend, then exit",
     ),
+    (
+        "completions",
+        None,
+        "print the completion script for SHELL (bash, zsh or fish)",
+    ),
     ("help", None, "print this help"),
 ];
 
@@ -61,6 +68,8 @@ pub enum Invocation {
     Help(String),
     /// `oz-agent-worker <version>`.
     Version(String),
+    /// `completions SHELL`: the script to print.
+    Completions(String),
 }
 
 /// Raw flag values, before the environment and the config file are consulted.
@@ -192,9 +201,11 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Invocation, Us
                     Some((_, mode, _)) => subcommand = Some(*mode),
                     None => return Err(UsageError::UnknownSubcommand(text)),
                 }
-                // `help` short-circuits like --help.
-                if subcommand == Some(None) {
-                    return Ok(Invocation::Help(help_text()));
+                match text.as_str() {
+                    // `help` short-circuits like --help.
+                    "help" => return Ok(Invocation::Help(help_text())),
+                    "completions" => return completions_invocation(&mut parser),
+                    _ => {}
                 }
                 continue;
             }
@@ -265,6 +276,38 @@ pub fn parse_bool(s: &str) -> Option<bool> {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
         _ => None,
+    }
+}
+
+/// `completions SHELL`: exactly one argument, a known shell.
+fn completions_invocation(parser: &mut lexopt::Parser) -> Result<Invocation, UsageError> {
+    let shells: Vec<&str> = Shell::ALL.iter().map(|s| s.as_str()).collect();
+    let missing = || UsageError::InvalidValue {
+        flag: "completions".to_owned(),
+        message: format!("expected a shell: {}", shells.join(", ")),
+    };
+    let shell = match parser.next() {
+        Ok(Some(lexopt::Arg::Value(v))) => v.to_string_lossy().into_owned(),
+        Ok(_) => return Err(missing()),
+        Err(e) => return Err(lexopt_error(e)),
+    };
+    let Some(shell) = Shell::parse(&shell) else {
+        return Err(UsageError::InvalidValue {
+            flag: "completions".to_owned(),
+            message: format!(
+                "unknown shell {shell:?} (expected one of: {})",
+                shells.join(", ")
+            ),
+        });
+    };
+    match parser.next() {
+        Ok(None) => Ok(Invocation::Completions(shell.script())),
+        Ok(Some(lexopt::Arg::Value(v))) => Err(UsageError::UnexpectedArgument(
+            v.to_string_lossy().into_owned(),
+        )),
+        Ok(Some(lexopt::Arg::Long(f))) => Err(UsageError::UnexpectedArgument(format!("--{f}"))),
+        Ok(Some(lexopt::Arg::Short(c))) => Err(UsageError::UnexpectedArgument(format!("-{c}"))),
+        Err(e) => Err(lexopt_error(e)),
     }
 }
 

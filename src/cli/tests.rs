@@ -379,7 +379,7 @@ fn subcommand_errors() {
     );
     assert_eq!(
         err(&["serve"]),
-        "unknown subcommand \"serve\" (expected one of: run-once, check, help)"
+        "unknown subcommand \"serve\" (expected one of: run-once, check, completions, help)"
     );
     assert_eq!(
         err(&["check", "extra"]),
@@ -411,7 +411,7 @@ fn unknown_flags() {
 fn flags_after_double_dash_are_positional() {
     assert_eq!(
         err(&["--", "--worker-id"]),
-        "unknown subcommand \"--worker-id\" (expected one of: run-once, check, help)"
+        "unknown subcommand \"--worker-id\" (expected one of: run-once, check, completions, help)"
     );
 }
 
@@ -505,6 +505,32 @@ fn collect_task_logs_takes_an_optional_bool() {
     );
     assert_eq!(
         err(&["--collect-task-logs", "false"]),
-        "unknown subcommand \"false\" (expected one of: run-once, check, help)"
+        "unknown subcommand \"false\" (expected one of: run-once, check, completions, help)"
+    );
+}
+
+#[test]
+fn completions_prints_the_script_of_the_named_shell() {
+    for shell in crate::cli::Shell::ALL {
+        match parse(os(&["completions", shell.as_str()])) {
+            Ok(Invocation::Completions(script)) => assert_eq!(script, shell.script()),
+            other => panic!("{shell:?}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        err(&["completions"]),
+        "completions: expected a shell: bash, zsh, fish"
+    );
+    assert_eq!(
+        err(&["completions", "tcsh"]),
+        "completions: unknown shell \"tcsh\" (expected one of: bash, zsh, fish)"
+    );
+    assert_eq!(
+        err(&["completions", "bash", "zsh"]),
+        "unexpected argument \"zsh\" (see --help)"
+    );
+    assert_eq!(
+        err(&["completions", "bash", "--worker-id"]),
+        "unexpected argument \"--worker-id\" (see --help)"
     );
 }

@@ -5,7 +5,9 @@
 //! in as a lookup function so tests never touch the process environment.
 
 pub mod file;
+pub mod keys;
 mod locate;
+pub mod man;
 mod merge;
 mod messages;
 pub mod quantity;
