@@ -18,6 +18,7 @@ pub mod config;
 pub mod docker;
 pub mod dotenv;
 pub mod http;
+pub mod kube;
 pub mod lifecycle;
 pub mod link;
 pub mod logging;

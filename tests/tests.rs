@@ -8,6 +8,7 @@ mod support;
 mod backends;
 mod docker_backend;
 mod docker_client;
+mod kube;
 mod link;
 mod ops;
 mod worker;

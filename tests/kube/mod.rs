@@ -1,0 +1,4 @@
+//! The Kubernetes API simulator checked with the real `kubectl`, the `kube` client against the
+//! simulator, and the Kubernetes backend end to end through the binary.
+
+mod simulator;
