@@ -3,11 +3,15 @@
 //! The pure parts live here: names and labels ([`names`]), the task Job ([`job`]) and its
 //! pieces, the startup preflight Job, outcome classification and cleanup decisions.
 
+pub mod details;
 pub mod env;
 pub mod job;
+pub mod message;
 pub mod names;
+pub mod outcome;
 pub mod sidecars;
 pub mod template;
+pub mod time;
 
 #[cfg(test)]
 mod fixtures;
