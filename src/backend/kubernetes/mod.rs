@@ -17,3 +17,5 @@ pub mod time;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod matrix;
