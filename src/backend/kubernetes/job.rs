@@ -63,7 +63,7 @@ pub fn task_job(
     let labels = identity.labels(&k.extra_labels);
     let pull = k.image_pull_policy;
     let env = env::task_env(&spec.env, &k.task_env, &spec.task_id);
-    let parts = sidecars::parts(&spec.sidecars, k.use_image_volumes, pull);
+    let parts = sidecars::parts(&spec.sidecars, sidecars::Mode::of(k), pull);
     let mut mounts = vec![workspace_mount()];
     mounts.extend(parts.mounts.iter().cloned());
 

@@ -344,3 +344,29 @@ fn no_sidecars_means_no_init_containers() {
     assert!(pod(&job).get("initContainers").is_none());
     assert_eq!(names_of(&pod(&job)["volumes"]), ["workspace"]);
 }
+
+#[test]
+fn copy_readiness_makes_copy_containers_native_sidecars_before_setup() {
+    let mut k = fixtures::settings();
+    k.sidecar_copy_readiness = true;
+    k.setup_command = Some("true".into());
+    let job = task_job(WORKER, &fixtures::spec("t", None), &k).unwrap();
+    let pod = pod(&job);
+    assert_eq!(
+        names_of(&pod["initContainers"]),
+        ["copy-sidecar-0", "setup"]
+    );
+    assert_eq!(pod["initContainers"][0]["restartPolicy"], "Always");
+    assert!(pod["initContainers"][0].get("startupProbe").is_some());
+    assert_eq!(
+        names_of(&pod["volumes"]),
+        ["workspace", "sidecar-0-data", "sidecar-0-state"]
+    );
+    // Setup and the task never see the copy state.
+    for c in [&pod["initContainers"][1], container(&job, "task")] {
+        assert_eq!(
+            names_of(&c["volumeMounts"]),
+            ["workspace", "sidecar-0-data"]
+        );
+    }
+}

@@ -167,6 +167,15 @@ fn task_cases() -> Vec<Case> {
     ));
     add("task-copy-several-sidecars", "v1.30", base(), s);
 
+    let mut k = base();
+    k.sidecar_copy_readiness = true;
+    k.setup_command = Some("true".into());
+    k.pod_template = Some(rich_template());
+    let mut s = spec();
+    s.sidecars
+        .push(sidecar("ghcr.io/acme/tools:2", "/mnt/tools", true));
+    add("task-copy-readiness-template", "v1.30", k, s);
+
     let hostile = fixtures::spec(&"Ünïcode_RUN.".repeat(12), Some(" EXEC/ID with spaces "));
     add("task-hostile-ids", "v1.30", base(), hostile);
 
@@ -197,8 +206,11 @@ fn preflight_cases() -> Vec<(&'static str, &'static str, KubernetesSettings)> {
     iv.use_image_volumes = true;
     let mut iv_template = template.clone();
     iv_template.use_image_volumes = true;
+    let mut readiness = fixtures::settings();
+    readiness.sidecar_copy_readiness = true;
     vec![
         ("preflight-copy", "v1.30", fixtures::settings()),
+        ("preflight-copy-readiness", "v1.30", readiness),
         ("preflight-copy-template", "v1.30", template),
         ("preflight-image-volumes", "v1.31", iv),
         ("preflight-image-volumes-template", "v1.31", iv_template),
@@ -297,5 +309,5 @@ fn write_every_generated_manifest() {
         written += 1;
     }
     written += 1;
-    assert!(written >= 28, "the matrix shrank: {written} manifests");
+    assert!(written >= 30, "the matrix shrank: {written} manifests");
 }

@@ -26,6 +26,7 @@ use super::details::{
     Builder, ContainerKind, FailureDetails, Source, event_first, event_message, event_subject,
 };
 use super::message::{self, Kind, int, text};
+use super::sidecars::COPY_FAILED_MARKER;
 use super::time;
 use crate::backend::{Failure, FailureReason};
 
@@ -351,6 +352,22 @@ impl Classifier<'_, '_> {
                     _ if native.contains(&name) => ContainerKind::Sidecar,
                     _ => ContainerKind::Init,
                 };
+                // A copy-readiness sidecar restarts after a failed copy: its last state says so.
+                if kind == Kind::InitContainer
+                    && ["/state/terminated", "/lastState/terminated"]
+                        .iter()
+                        .filter_map(|p| st.pointer(p))
+                        .any(|t| text(t, "/message").contains(COPY_FAILED_MARKER))
+                {
+                    let message = format!(
+                        "init container {name} in {} could not copy its sidecar image's files \
+                         (the image needs /bin/sh, tar and mkfifo); see its log",
+                        message::pod_context(pod, ns)
+                    );
+                    let mut found = Found::new(FailureReason::SidecarPrep, message, Some(pod));
+                    found.container = Some((detail_kind, st));
+                    return Some(found);
+                }
                 if let Some(term) = st.pointer("/state/terminated") {
                     let code = int(term, "/exitCode");
                     // The kubelet stops native sidecars with SIGTERM at wind-down: exit 143

@@ -502,3 +502,24 @@ fn first_pod_failure_wins_and_running_pods_do_not_fail() {
     assert_eq!(f.pod.as_deref(), Some("second"));
     assert_eq!(f.failure.exit_code, Some(3));
 }
+
+#[test]
+fn a_failed_readiness_copy_is_sidecar_prep() {
+    let mut p = pod(
+        "Pending",
+        json!([{"name": "copy-sidecar-0",
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1, "message": "oz-sidecar-copy-failed\n"}}}]),
+        json!([]),
+    );
+    p["spec"]["initContainers"][0]["restartPolicy"] = json!("Always");
+    let f = failed(Run::new().pod(p).now());
+    assert_eq!(f.failure.reason, FailureReason::SidecarPrep);
+    assert!(
+        f.failure.message.contains("init container copy-sidecar-0"),
+        "{}",
+        f.failure.message
+    );
+    let k = serde_json::to_value(&f.details).unwrap();
+    assert_eq!(k["kubernetes"]["container"]["kind"], "sidecar");
+}

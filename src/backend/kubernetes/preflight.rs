@@ -1,7 +1,8 @@
 //! The startup preflight Job (reference `kubernetes-backend.md` §4): before taking tasks, prove
 //! that this service account and namespace can create Jobs whose pods pass admission in the
-//! chosen sidecar mode. Copy mode runs a root init container; image-volume mode mounts the
-//! preflight image as an image volume and must complete.
+//! chosen sidecar mode. Copy mode runs a root init container; copy-readiness mode a root
+//! native sidecar, and must complete; image-volume mode mounts the preflight image as an image
+//! volume and must complete.
 //!
 //! Pure: the manifest, the verdict on what the runner observed, and the error texts.
 //!
@@ -19,6 +20,7 @@ use super::details::{Source, event_message};
 use super::message::text;
 use super::names::label_hash;
 use super::outcome::{self, Context, FirstSeen, Observation, Verdict};
+use super::sidecars::Mode;
 use super::template;
 use crate::settings::KubernetesSettings;
 
@@ -36,6 +38,15 @@ const IMAGE_MOUNT: &str = "/preflight-image";
 fn mode_image_volumes(k: &KubernetesSettings) -> bool {
     k.use_image_volumes
 }
+
+/// Image volumes and copy readiness are only proven by a pod that completes; plain copy mode
+/// by one that was admitted.
+fn needs_completion(k: &KubernetesSettings) -> bool {
+    Mode::of(k) != Mode::Copy
+}
+
+/// A native sidecar that idles until the kubelet stops it, as a copy-readiness sidecar does.
+const IDLE_SIDECAR: &str = "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done";
 
 /// Requests 10m/16Mi, limits 100m/64Mi, unless `preflight_resources` replaces them.
 fn resources(k: &KubernetesSettings) -> Value {
@@ -72,17 +83,19 @@ pub fn preflight_job(name: &str, worker_id: &str, k: &KubernetesSettings) -> Val
             }]),
         );
     } else {
-        pod.insert(
-            "initContainers".into(),
-            json!([{
-                "name": "root-init-preflight",
-                "image": image,
-                "imagePullPolicy": pull,
-                "command": ["/bin/sh", "-c", "true"],
-                "securityContext": { "runAsUser": 0, "runAsGroup": 0 },
-                "resources": resources(k),
-            }]),
-        );
+        let mut init = json!({
+            "name": "root-init-preflight",
+            "image": image,
+            "imagePullPolicy": pull,
+            "command": ["/bin/sh", "-c", "true"],
+            "securityContext": { "runAsUser": 0, "runAsGroup": 0 },
+            "resources": resources(k),
+        });
+        if Mode::of(k) == Mode::CopyReadiness {
+            init["restartPolicy"] = json!("Always");
+            init["command"] = json!(["/bin/sh", "-c", IDLE_SIDECAR]);
+        }
+        pod.insert("initContainers".into(), json!([init]));
         pod.insert(
             "containers".into(),
             json!([{
@@ -139,7 +152,7 @@ pub fn verdict(
     events: &[Value],
     now: std::time::SystemTime,
 ) -> State {
-    if mode_image_volumes(k) {
+    if needs_completion(k) {
         let complete = job
             .and_then(|j| j.pointer("/status/conditions"))
             .and_then(Value::as_array)
@@ -168,7 +181,7 @@ pub fn verdict(
     if let Verdict::Failed(f) = outcome::classify(&ctx, &obs, &mut FirstSeen::default()) {
         return State::Failed(f.failure.message);
     }
-    if !mode_image_volumes(k) && !pods.is_empty() {
+    if !needs_completion(k) && !pods.is_empty() {
         return State::Passed;
     }
     let job_failed = job
@@ -199,7 +212,7 @@ pub fn verdict(
 
 /// The inner error when [`WAIT`] ran out.
 pub fn timeout_message(name: &str, k: &KubernetesSettings) -> String {
-    if mode_image_volumes(k) {
+    if needs_completion(k) {
         format!(
             "timed out waiting for startup preflight Job {name:?} to complete or surface a failure"
         )

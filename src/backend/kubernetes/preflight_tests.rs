@@ -157,3 +157,28 @@ fn an_unpullable_preflight_image_points_at_the_setting() {
     assert!(wrapped.contains("busybox:1.36"));
     assert!(timeout_message(NAME, &k).contains("to create a Pod"));
 }
+
+#[test]
+fn copy_readiness_mode_runs_a_native_sidecar_and_needs_completion() {
+    let mut k = fixtures::settings();
+    k.sidecar_copy_readiness = true;
+    let job = preflight_job(NAME, WORKER, &k);
+    let init = &job["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(init["restartPolicy"], "Always");
+    assert_eq!(init["securityContext"]["runAsUser"], 0);
+    assert_eq!(
+        verdict(NAME, &k, None, &[pending_pod()], &[], now()),
+        State::Waiting
+    );
+    let done = json!({"metadata": {"name": "p"}, "status": {"phase": "Succeeded"}});
+    assert_eq!(verdict(NAME, &k, None, &[done], &[], now()), State::Passed);
+    assert!(timeout_message(NAME, &k).contains("to complete"));
+    // Image volumes take precedence over copy readiness.
+    k.use_image_volumes = true;
+    let job = preflight_job(NAME, WORKER, &k);
+    assert!(
+        job["spec"]["template"]["spec"]
+            .get("initContainers")
+            .is_none()
+    );
+}

@@ -1,6 +1,8 @@
 //! Sidecar images in a task pod (reference `kubernetes-backend.md` §3.1 and §3.4): the checks
-//! made before any API call, and the two ways an image's files reach the task, copied by a root
-//! init container into an `emptyDir` (default) or mounted as an image volume.
+//! made before any API call, and the ways an image's files reach the task: copied by a root
+//! init container into an `emptyDir` (default), copied by a root native sidecar that proves its
+//! copy before setup starts (`sidecar_copy_readiness`, `upstream-newer.md` §6), or mounted as
+//! an image volume.
 
 use serde_json::{Value, json};
 
@@ -15,6 +17,59 @@ const COPY_TARGET: &str = "/target";
 /// the target itself) into `/target` as root, without keeping owners or modes. The exact text
 /// is upstream's (its test pins it), so both workers produce the same pods.
 pub const MATERIALIZE_SCRIPT: &str = "tar \\\n  --exclude=./target \\\n  --exclude=./proc \\\n  --exclude=./sys \\\n  --exclude=./dev \\\n  --exclude=./.dockerenv \\\n  --exclude=./var/run/secrets \\\n  --exclude=./run/secrets \\\n  -C / -cf - . | tar --no-same-owner --no-same-permissions -C /target -xf -";
+
+/// How a copy-readiness sidecar marks a failed copy in its termination message; the outcome
+/// classifier turns it into `sidecar_prep`.
+pub const COPY_FAILED_MARKER: &str = "oz-sidecar-copy-failed";
+
+/// Where a copy-readiness sidecar keeps its private state (never visible to setup or the task).
+const COPY_STATE: &str = "/oz-copy-state";
+
+/// The copy-readiness script: copy once (clearing `/target` first), through a FIFO so that
+/// both `tar` exit statuses are checked (a pipeline only reports the last), mark `complete` for
+/// the startup probe, or `failed` (also on every later restart, so a half-copied tree is never
+/// taken for a good one); then idle until the kubelet stops it at wind-down, exiting 0 on TERM.
+/// A restart after a completed copy leaves the task's changes alone.
+pub const READINESS_SCRIPT: &str = r#"state=/oz-copy-state
+fail() { touch "$state/failed"; echo oz-sidecar-copy-failed > /dev/termination-log; exit 1; }
+[ -f "$state/failed" ] && fail
+if [ ! -f "$state/complete" ]; then
+  rm -rf /target/* /target/.[!.]* /target/..?* || fail
+  fifo="$state/copy.fifo"
+  rm -f "$fifo" && mkfifo "$fifo" || fail
+  tar --no-same-owner --no-same-permissions -C /target -xf - < "$fifo" &
+  reader=$!
+  tar     --exclude=./target     --exclude=./proc     --exclude=./sys     --exclude=./dev     --exclude=./.dockerenv     --exclude=./var/run/secrets     --exclude=./run/secrets     --exclude=./oz-copy-state     -C / -cf - . > "$fifo"
+  wrote=$?
+  wait "$reader"
+  read=$?
+  rm -f "$fifo"
+  [ "$wrote" -eq 0 ] && [ "$read" -eq 0 ] || fail
+  touch "$state/complete"
+fi
+trap 'exit 0' TERM
+while :; do sleep 3600 & wait $!; done"#;
+
+/// How sidecar files reach the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A root init container copies the image into an `emptyDir`.
+    Copy,
+    /// A root native sidecar copies it and a startup probe holds setup until the copy is proven.
+    CopyReadiness,
+    /// Kubernetes image volumes, read-only.
+    ImageVolumes,
+}
+
+impl Mode {
+    pub fn of(k: &crate::settings::KubernetesSettings) -> Mode {
+        match (k.use_image_volumes, k.sidecar_copy_readiness) {
+            (true, _) => Mode::ImageVolumes,
+            (false, true) => Mode::CopyReadiness,
+            (false, false) => Mode::Copy,
+        }
+    }
+}
 
 /// The first sidecar problem, in upstream's words; the task fails with `sidecar_prep` before
 /// anything is created.
@@ -61,11 +116,11 @@ pub struct Parts {
 }
 
 /// The volumes, copy init containers and task mounts of `sidecars`.
-pub fn parts(sidecars: &[SidecarMount], image_volumes: bool, pull: PullPolicy) -> Parts {
+pub fn parts(sidecars: &[SidecarMount], mode: Mode, pull: PullPolicy) -> Parts {
     let mut parts = Parts::default();
     for (i, s) in sidecars.iter().enumerate() {
         let image = s.image.trim();
-        if image_volumes {
+        if mode == Mode::ImageVolumes {
             let volume = format!("sidecar-{i}-image");
             parts.volumes.push(json!({
                 "name": volume,
@@ -81,14 +136,31 @@ pub fn parts(sidecars: &[SidecarMount], image_volumes: bool, pull: PullPolicy) -
             parts
                 .volumes
                 .push(json!({ "name": volume, "emptyDir": {} }));
-            parts.init_containers.push(json!({
+            let mut init = json!({
                 "name": format!("copy-sidecar-{i}"),
                 "image": image,
                 "imagePullPolicy": pull.as_str(),
                 "command": ["/bin/sh", "-c", MATERIALIZE_SCRIPT],
                 "securityContext": { "runAsUser": 0, "runAsGroup": 0 },
                 "volumeMounts": [{ "name": volume, "mountPath": COPY_TARGET }],
-            }));
+            });
+            if mode == Mode::CopyReadiness {
+                let state = format!("sidecar-{i}-state");
+                parts.volumes.push(json!({ "name": state, "emptyDir": {} }));
+                init["command"] = json!(["/bin/sh", "-c", READINESS_SCRIPT]);
+                init["restartPolicy"] = json!("Always");
+                init["volumeMounts"] = json!([
+                    { "name": volume, "mountPath": COPY_TARGET },
+                    { "name": state, "mountPath": COPY_STATE },
+                ]);
+                init["startupProbe"] = json!({
+                    "exec": { "command": ["test", "-f", format!("{COPY_STATE}/complete")] },
+                    "periodSeconds": 1,
+                    "timeoutSeconds": 1,
+                    "failureThreshold": 600,
+                });
+            }
+            parts.init_containers.push(init);
             parts.mounts.push(json!({
                 "name": volume,
                 "mountPath": s.mount_path,
@@ -176,7 +248,7 @@ mod tests {
                 sidecar("agent:1", "/agent", false),
                 sidecar("tool:2", "/mnt/t", true),
             ],
-            false,
+            Mode::Copy,
             PullPolicy::IfNotPresent,
         );
         assert_eq!(
@@ -207,7 +279,7 @@ mod tests {
     fn image_volume_mode_mounts_read_only_without_init_containers() {
         let p = parts(
             &[sidecar("agent:1", "/agent", false)],
-            true,
+            Mode::ImageVolumes,
             PullPolicy::Always,
         );
         assert!(p.init_containers.is_empty());
@@ -221,5 +293,108 @@ mod tests {
             p.mounts,
             [json!({"name": "sidecar-0-image", "mountPath": "/agent", "readOnly": true})]
         );
+    }
+
+    #[test]
+    fn copy_readiness_uses_root_native_sidecars_with_private_state() {
+        let p = parts(
+            &[sidecar("agent:1", "/agent", false)],
+            Mode::CopyReadiness,
+            PullPolicy::IfNotPresent,
+        );
+        assert_eq!(
+            p.volumes,
+            [
+                json!({"name": "sidecar-0-data", "emptyDir": {}}),
+                json!({"name": "sidecar-0-state", "emptyDir": {}}),
+            ]
+        );
+        let init = &p.init_containers[0];
+        assert_eq!(init["restartPolicy"], "Always");
+        assert_eq!(init["securityContext"]["runAsUser"], 0);
+        assert_eq!(init["command"][2], READINESS_SCRIPT);
+        assert_eq!(
+            init["startupProbe"]["exec"]["command"],
+            json!(["test", "-f", "/oz-copy-state/complete"])
+        );
+        assert_eq!(init["startupProbe"]["failureThreshold"], 600);
+        assert_eq!(init["volumeMounts"][1]["mountPath"], "/oz-copy-state");
+        // The task sees the data, never the state.
+        assert_eq!(p.mounts.len(), 1);
+        assert_eq!(p.mounts[0]["name"], "sidecar-0-data");
+    }
+
+    /// Runs the readiness script under a real shell with its paths moved into a scratch
+    /// directory and `/` replaced by a small fake image root.
+    fn run_readiness(dir: &std::path::Path) -> std::process::Output {
+        let script = READINESS_SCRIPT
+            .replace("/oz-copy-state", &dir.join("state").display().to_string())
+            .replace(
+                "/dev/termination-log",
+                &dir.join("termination-log").display().to_string(),
+            )
+            .replace(
+                "-C /target",
+                &format!("-C {}", dir.join("target").display()),
+            )
+            .replace("/target/", &format!("{}/", dir.join("target").display()))
+            .replace("-C / ", &format!("-C {} ", dir.join("root").display()))
+            // Do not idle forever in a test.
+            .replace("while :; do sleep 3600 & wait $!; done", "echo idle");
+        std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .output()
+            .expect("/bin/sh runs")
+    }
+
+    #[test]
+    fn readiness_script_copies_once_and_keeps_task_changes() {
+        let dir = std::env::temp_dir().join(format!("oz-k8s-readiness-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in ["state", "target", "root/bin", "root/proc"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::write(dir.join("root/bin/agent"), "v1").unwrap();
+        std::fs::write(dir.join("root/proc/skip"), "x").unwrap();
+        std::fs::write(dir.join("target/stale"), "old").unwrap();
+        std::fs::write(dir.join("target/.hidden"), "old").unwrap();
+        let out = run_readiness(&dir);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("target/bin/agent")).unwrap(),
+            "v1"
+        );
+        assert!(
+            !dir.join("target/proc/skip").exists(),
+            "excluded path copied"
+        );
+        assert!(!dir.join("target/stale").exists(), "target not cleared");
+        assert!(
+            !dir.join("target/.hidden").exists(),
+            "dot files not cleared"
+        );
+        assert!(dir.join("state/complete").exists());
+        // A restart after completion leaves what the task changed.
+        std::fs::write(dir.join("target/bin/agent"), "changed by task").unwrap();
+        assert!(run_readiness(&dir).status.success());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("target/bin/agent")).unwrap(),
+            "changed by task"
+        );
+        // A failed copy stays failed on restart and says so in the termination message.
+        std::fs::remove_file(dir.join("state/complete")).unwrap();
+        std::fs::remove_dir_all(dir.join("root")).unwrap();
+        let out = run_readiness(&dir);
+        assert!(!out.status.success());
+        assert!(dir.join("state/failed").exists());
+        let log = std::fs::read_to_string(dir.join("termination-log")).unwrap();
+        assert_eq!(log.trim(), COPY_FAILED_MARKER);
+        std::fs::create_dir_all(dir.join("root")).unwrap();
+        assert!(!run_readiness(&dir).status.success(), "failed is sticky");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
