@@ -142,6 +142,26 @@ impl Identity<'_> {
     }
 }
 
+/// Annotation a re-attaching worker puts on a Job whose outcome it reported, so that a later
+/// start never reports it again. Its value is the reported outcome (`succeeded`, `failed`,
+/// `cancelled`).
+pub const ANNOTATION_REPORTED: &str = "oz.warp.dev/reported";
+
+/// Merge-patch body marking a Job reported; fenced by UID so a replaced Job is never marked.
+pub fn reported_patch(uid: &str, outcome: &str) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": { "uid": uid, "annotations": { ANNOTATION_REPORTED: outcome } }
+    })
+}
+
+/// The outcome a previous worker reported for `job`, if any.
+pub fn reported(job: &serde_json::Value) -> Option<&str> {
+    job.pointer("/metadata/annotations")
+        .and_then(|a| a.get(ANNOTATION_REPORTED))
+        .and_then(serde_json::Value::as_str)
+        .filter(|v| !v.is_empty())
+}
+
 /// `key=value` selector of every Job this worker created (re-attach lists by it).
 pub fn worker_selector(worker_id: &str) -> String {
     format!("{LABEL_WORKER_HASH}={}", label_hash(worker_id))
@@ -290,6 +310,16 @@ mod tests {
             execution_selector("execution-1"),
             "oz-execution-hash=63093cff69b83efb"
         );
+    }
+
+    #[test]
+    fn reported_annotation_round_trips() {
+        let patch = reported_patch("u1", "failed");
+        assert_eq!(patch["metadata"]["uid"], "u1");
+        assert_eq!(reported(&patch), Some("failed"));
+        assert_eq!(reported(&serde_json::json!({"metadata": {}})), None);
+        let empty = serde_json::json!({"metadata": {"annotations": {ANNOTATION_REPORTED: ""}}});
+        assert_eq!(reported(&empty), None);
     }
 
     #[test]
