@@ -218,7 +218,7 @@ impl Builder {
         }
     }
 
-    /// Warning events and `Killing`, newest first, at most [`MAX_EVENTS`].
+    /// Warning events and `Killing`, newest first, at most 10.
     pub fn events<'a>(&mut self, events: impl IntoIterator<Item = &'a Value>) -> Vec<EventDetails> {
         let mut kept: Vec<&Value> = events
             .into_iter()

@@ -2,7 +2,7 @@
 //!
 //! Pure parts (no I/O, each module names the reference section it implements):
 //! - [`names`]: Job names, labels, hash labels, the reported annotation (§3.2);
-//! - [`job`]: the task Job manifest (§3.1–§3.7), from [`env`] (§3.3), [`sidecars`] (§3.1,
+//! - [`job`]: the task Job manifest (§3.1–§3.7), from [`env`](mod@env) (§3.3), [`sidecars`] (§3.1,
 //!   §3.4) and the `pod_template` merge in [`template`] (§3.5, §3.6);
 //! - [`preflight`]: the startup preflight Job and its verdict (§4);
 //! - [`outcome`]: Job, pods and events to a task outcome (§5.3, §5.4, §6), with [`message`]
