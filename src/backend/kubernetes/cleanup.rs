@@ -99,7 +99,7 @@ pub fn execution_stopped(job: &Value, pods: &[Value]) -> bool {
         && job.pointer("/spec/podFailurePolicy").is_none();
     let owned: Vec<&Value> = pods
         .iter()
-        .filter(|p| uid.is_empty() || text(p, "/metadata/labels/controller-uid") == uid)
+        .filter(|p| uid.is_empty() || super::names::pod_controller_uid(p) == uid)
         .collect();
     one_attempt
         && owned

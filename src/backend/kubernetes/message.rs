@@ -74,7 +74,12 @@ pub fn pod_context(pod: &Value, namespace: &str) -> String {
         ns => ns,
     };
     let mut s = format!("pod {} (namespace {ns}", text(pod, "/metadata/name"));
-    let job = text(pod, "/metadata/labels/job-name");
+    let labels = pod.pointer("/metadata/labels");
+    let job = ["job-name", "batch.kubernetes.io/job-name"]
+        .iter()
+        .filter_map(|k| labels.and_then(|l| l.get(*k)).and_then(Value::as_str))
+        .find(|v| !v.is_empty())
+        .unwrap_or("");
     if !job.is_empty() {
         s.push_str(", job ");
         s.push_str(job);
@@ -266,6 +271,9 @@ mod tests {
     fn other_templates() {
         let bare = json!({"metadata": {"name": "p"}});
         assert_eq!(pod_context(&bare, "ns"), "pod p (namespace ns)");
+        let new_label =
+            json!({"metadata": {"name": "p", "labels": {"batch.kubernetes.io/job-name": "j"}}});
+        assert_eq!(pod_context(&new_label, "ns"), "pod p (namespace ns, job j)");
         assert_eq!(
             waiting(
                 Kind::InitContainer,

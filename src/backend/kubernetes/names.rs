@@ -25,6 +25,21 @@ pub const LABEL_EXECUTION_HASH: &str = "oz-execution-hash";
 /// The label the Job controller puts on the pods of a Job.
 pub const LABEL_JOB_NAME: &str = "job-name";
 
+/// The UID of the Job that owns a pod, from the Job controller's labels: the
+/// `batch.kubernetes.io/` one (1.27+) or the legacy one; "" when neither is there.
+pub fn pod_controller_uid(pod: &serde_json::Value) -> &str {
+    let labels = pod.pointer("/metadata/labels");
+    ["batch.kubernetes.io/controller-uid", "controller-uid"]
+        .iter()
+        .filter_map(|k| {
+            labels
+                .and_then(|l| l.get(*k))
+                .and_then(serde_json::Value::as_str)
+        })
+        .find(|v| !v.is_empty())
+        .unwrap_or("")
+}
+
 /// The execution id a task's Kubernetes objects are keyed by: the assignment's
 /// `execution_id` trimmed, or the run id when that is empty.
 pub fn execution_id<'a>(task_id: &'a str, execution_id: Option<&'a str>) -> &'a str {
@@ -310,6 +325,16 @@ mod tests {
             execution_selector("execution-1"),
             "oz-execution-hash=63093cff69b83efb"
         );
+    }
+
+    #[test]
+    fn controller_uid_from_either_label() {
+        use serde_json::json;
+        let new = json!({"metadata": {"labels": {"batch.kubernetes.io/controller-uid": "a"}}});
+        let old = json!({"metadata": {"labels": {"controller-uid": "b"}}});
+        assert_eq!(pod_controller_uid(&new), "a");
+        assert_eq!(pod_controller_uid(&old), "b");
+        assert_eq!(pod_controller_uid(&json!({})), "");
     }
 
     #[test]

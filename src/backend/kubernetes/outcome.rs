@@ -225,7 +225,7 @@ impl Classifier<'_, '_> {
 
     /// Pods of another Job with our labels (a replaced Job) are not ours.
     fn ours(&self, pod: &Value) -> bool {
-        let owner = text(pod, "/metadata/labels/controller-uid");
+        let owner = super::names::pod_controller_uid(pod);
         match self.ctx.job_uid {
             Some(uid) if !owner.is_empty() => owner == uid,
             _ => true,
