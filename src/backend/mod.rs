@@ -11,6 +11,7 @@ pub mod cancel;
 pub mod command;
 pub mod direct;
 pub mod docker;
+pub mod kubernetes;
 
 use std::fmt;
 
