@@ -188,10 +188,10 @@ pub fn build(
                 docker::process_env(),
             )),
         },
-        BackendSettings::Kubernetes(_) => Err(BuildError(
-            "the kubernetes backend is not implemented by this worker yet (its configuration is \
-             validated); use --backend docker, direct or command"
-                .into(),
+        BackendSettings::Kubernetes(s) => boxed(kubernetes::KubernetesBackend::new(
+            (**s).clone(),
+            ctx,
+            purpose,
         )),
     }
 }

@@ -5,19 +5,21 @@
 //! Statuses other than transient ones come back as data ([`ApiResponse`]); callers decide what
 //! a 404 or a 409 means for them. No credential ever reaches an error or a log line.
 
-use std::io::{self, BufRead, BufReader};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rustls::ClientConfig;
 use serde_json::Value;
 
 use super::auth::Credentials;
 use super::error::KubeError;
 use super::kubeconfig::{ClientCert, ClusterConfig};
 use super::retry::{self, Retry};
-use super::transport::{self, Body, Closer, Limits, Transport};
+use crate::http::proxy::ProxyEnv;
+use crate::http::{
+    self, Abort, Body, BodyReader, Endpoint, HttpError, Identity, JsonLines, Pem, Request,
+    Response, Timeouts, TlsOptions, Trust,
+};
 
 /// Deadline of one ordinary request (connect included); watches have none after their head.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -115,39 +117,91 @@ fn verb_index(method: &str, watch: bool, target: &str) -> usize {
     }
 }
 
-struct TlsState {
-    config: Arc<ClientConfig>,
+/// Builds the endpoint: TLS from the cluster's CA (or the system roots), client certificate
+/// (from the kubeconfig or an exec plugin), `tls-server-name`, and the proxy (`proxy-url`, else
+/// `HTTPS_PROXY`/`HTTP_PROXY` unless `NO_PROXY` matches).
+fn endpoint(
+    cfg: &ClusterConfig,
+    exec_cert: Option<&ClientCert>,
+    env: &ProxyEnv,
+) -> Result<Endpoint, KubeError> {
+    let server = &cfg.server;
+    let mut ep = Endpoint::tcp(server.host.clone(), server.port);
+    if server.https {
+        let identity = exec_cert.or(cfg.client_cert.as_ref()).map(|c| Identity {
+            cert: Pem::Memory(c.cert_pem.clone()),
+            key: Pem::Memory(c.key_pem.clone()),
+        });
+        let trust = match &cfg.ca_pem {
+            Some(pem) => Trust::Only(Pem::Memory(pem.clone())),
+            None => Trust::System,
+        };
+        let tls = http::tls::client_config(&TlsOptions {
+            trust,
+            identity,
+            insecure: cfg.insecure_skip_tls_verify,
+        })
+        .map_err(|e| KubeError::Config(format!("{}: TLS setup failed: {e}", cfg.source)))?;
+        ep = ep.with_tls(tls);
+        if let Some(name) = &cfg.tls_server_name {
+            ep = ep.with_server_name(name.clone());
+        }
+    }
+    let host = http::host::split_host_port(&server.authority())
+        .map(|(h, _)| h)
+        .map_err(|_| {
+            KubeError::Config(format!(
+                "{}: the server host {:?} is not valid",
+                cfg.source, server.host
+            ))
+        })?;
+    let proxy_env = match &cfg.proxy_url {
+        // The cluster's own proxy-url wins over the environment, and NO_PROXY does not apply.
+        Some(url) => ProxyEnv {
+            http_proxy: Some(url.clone()),
+            https_proxy: Some(url.clone()),
+            no_proxy: None,
+        },
+        None => env.clone(),
+    };
+    let proxy = http::proxy::select(&proxy_env, server.https, &host, server.port)
+        .map_err(|e| KubeError::Config(format!("{}: proxy: {e}", cfg.source)))?;
+    Ok(ep.with_proxy(proxy))
+}
+
+struct EndpointState {
+    endpoint: Endpoint,
     exec_cert: Option<ClientCert>,
 }
 
 pub struct Client {
     cfg: ClusterConfig,
     creds: Credentials,
-    transport: Transport,
-    tls: Mutex<Option<TlsState>>,
+    proxy_env: ProxyEnv,
+    endpoint: Mutex<EndpointState>,
     pub stats: Arc<ApiStats>,
-    user_agent: String,
+}
+
+/// Why one attempt failed: an answer with a status, or none.
+enum Attempt {
+    Answer(Response),
+    NoAnswer(HttpError),
 }
 
 impl Client {
     pub fn new(cfg: ClusterConfig) -> Result<Client, KubeError> {
-        let transport = Transport::new(&cfg).map_err(KubeError::Config)?;
+        let proxy_env = ProxyEnv::from_env();
+        let endpoint = endpoint(&cfg, None, &proxy_env)?;
         let creds = Credentials::new(cfg.auth.clone(), cfg.server.clone());
-        let tls = if cfg.server.https {
-            Some(TlsState {
-                config: transport::tls_config(&cfg, None).map_err(KubeError::Config)?,
-                exec_cert: None,
-            })
-        } else {
-            None
-        };
         Ok(Client {
             cfg,
             creds,
-            transport,
-            tls: Mutex::new(tls),
+            proxy_env,
+            endpoint: Mutex::new(EndpointState {
+                endpoint,
+                exec_cert: None,
+            }),
             stats: Arc::new(ApiStats::default()),
-            user_agent: format!("oz-agent-worker/{}", env!("CARGO_PKG_VERSION")),
         })
     }
 
@@ -159,77 +213,72 @@ impl Client {
         &self.creds
     }
 
-    /// The TLS config for this attempt, rebuilt when an exec plugin issued a new certificate.
-    fn tls_for(
-        &self,
-        exec_cert: Option<&ClientCert>,
-    ) -> Result<Option<Arc<ClientConfig>>, KubeError> {
-        let mut g = self.tls.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(state) = g.as_mut() else {
-            return Ok(None);
-        };
-        if exec_cert.is_some() && state.exec_cert.as_ref() != exec_cert {
-            state.config =
-                transport::tls_config(&self.cfg, exec_cert).map_err(KubeError::Config)?;
-            state.exec_cert = exec_cert.cloned();
+    /// The endpoint for this attempt, rebuilt when an exec plugin issued a new certificate.
+    fn endpoint_for(&self, exec_cert: Option<&ClientCert>) -> Result<Endpoint, KubeError> {
+        let mut g = self.endpoint.lock().unwrap_or_else(PoisonError::into_inner);
+        if exec_cert.is_some() && g.exec_cert.as_ref() != exec_cert {
+            g.endpoint = endpoint(&self.cfg, exec_cert, &self.proxy_env)?;
+            g.exec_cert = exec_cert.cloned();
         }
-        Ok(Some(Arc::clone(&state.config)))
+        Ok(g.endpoint.clone())
     }
 
     /// One attempt: connect, send, read the head.
     fn attempt(
         &self,
-        method: &str,
+        method: &'static str,
         target: &str,
         body: Option<&[u8]>,
-        content_type: &str,
+        content_type: &'static str,
+        abort: Option<&Abort>,
         watch: bool,
-    ) -> Result<transport::Response, KubeError> {
+    ) -> Result<Attempt, KubeError> {
         let presented = self.creds.present().map_err(KubeError::Auth)?;
-        let tls = self.tls_for(presented.exec_client_cert.as_ref())?;
-        let mut headers: Vec<(&str, &str)> = vec![
-            ("Accept", "application/json"),
-            ("User-Agent", &self.user_agent),
-        ];
-        if body.is_some() {
-            headers.push(("Content-Type", content_type));
-        }
-        if let Some(a) = &presented.authorization {
-            headers.push(("Authorization", a));
+        let endpoint = self.endpoint_for(presented.exec_client_cert.as_ref())?;
+        let mut req = Request::new(method, format!("{}{target}", self.cfg.server.base))
+            .header("Accept", "application/json")
+            .timeouts(Timeouts {
+                connect: CONNECT_TIMEOUT,
+                send: REQUEST_TIMEOUT,
+                head: REQUEST_TIMEOUT,
+                body_idle: if watch { None } else { Some(REQUEST_TIMEOUT) },
+            });
+        if let Some(a) = presented.authorization {
+            req = req.header("Authorization", a);
         }
         for (k, v) in &self.cfg.impersonate {
-            headers.push((k, v));
+            req = req.header(k.clone(), v.clone());
         }
-        if !watch {
-            headers.push(("Connection", "close"));
+        if let Some(b) = body {
+            req = req.body(Body::Bytes {
+                content_type,
+                data: b.to_vec(),
+            });
         }
-        let limits = Limits {
-            connect: CONNECT_TIMEOUT,
-            response: REQUEST_TIMEOUT,
-        };
-        self.transport
-            .send(tls.as_ref(), method, target, &headers, body, limits)
-            .map_err(|e| KubeError::transport(method, target, &self.cfg.server.to_string(), e))
+        Ok(match http::send(&endpoint, abort, req) {
+            Ok(r) => Attempt::Answer(r),
+            Err(e) => Attempt::NoAnswer(e),
+        })
     }
 
     /// Sends a request, retrying transient failures, refreshing credentials once on 401.
     fn exchange(
         &self,
-        method: &str,
+        method: &'static str,
         target: &str,
         body: Option<&[u8]>,
-        content_type: &str,
+        content_type: &'static str,
+        abort: Option<&Abort>,
         watch: bool,
-    ) -> Result<transport::Response, KubeError> {
+    ) -> Result<Response, KubeError> {
         let verb = verb_index(method, watch, target);
         let idempotent = method != "POST";
         let mut retry = Retry::default();
         let mut refreshed = false;
         loop {
-            let result = self.attempt(method, target, body, content_type, watch);
-            let delay = match result {
-                Ok(resp) => {
-                    let status = resp.head.status;
+            let delay = match self.attempt(method, target, body, content_type, abort, watch)? {
+                Attempt::Answer(resp) => {
+                    let status = resp.status();
                     self.stats.record(verb, Some(status));
                     if status == 401 && self.creds.refreshable() && !refreshed {
                         refreshed = true;
@@ -241,7 +290,6 @@ impl Client {
                         return Ok(resp);
                     }
                     let ra = resp
-                        .head
                         .header("retry-after")
                         .and_then(retry::parse_retry_after);
                     match retry.next(ra) {
@@ -252,25 +300,25 @@ impl Client {
                         None => return Ok(resp),
                     }
                 }
-                Err(KubeError::Transport { ref source, .. })
-                    if retry::retryable_io(source, idempotent) =>
-                {
+                Attempt::NoAnswer(e) => {
                     self.stats.record(verb, None);
+                    if !retry::retryable_http(&e, idempotent) {
+                        return Err(KubeError::Http(e));
+                    }
                     match retry.next(None) {
                         Some(d) => {
-                            log::debug!(request:% = describe(method, target); "kubernetes: {}; retrying in {d:?}", source);
+                            log::debug!(request:% = describe(method, target); "kubernetes: {e}; retrying in {d:?}");
                             d
                         }
-                        None => return result,
+                        None => return Err(KubeError::Http(e)),
                     }
-                }
-                Err(e) => {
-                    if matches!(e, KubeError::Transport { .. }) {
-                        self.stats.record(verb, None);
-                    }
-                    return Err(e);
                 }
             };
+            if abort.is_some_and(Abort::is_aborted) {
+                return Err(KubeError::Http(HttpError::Aborted {
+                    request: describe(method, target),
+                }));
+            }
             std::thread::sleep(delay);
         }
     }
@@ -278,7 +326,7 @@ impl Client {
     /// A JSON request; any non-transient status comes back as data.
     pub fn request(
         &self,
-        method: &str,
+        method: &'static str,
         target: &str,
         body: Option<&Value>,
     ) -> Result<ApiResponse, KubeError> {
@@ -292,24 +340,26 @@ impl Client {
 
     fn request_typed(
         &self,
-        method: &str,
+        method: &'static str,
         target: &str,
         body: Option<&Value>,
-        content_type: &str,
+        content_type: &'static str,
     ) -> Result<ApiResponse, KubeError> {
         let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
-        let resp = self.exchange(method, target, bytes.as_deref(), content_type, false)?;
-        let status = resp.head.status;
-        let mut text = Vec::new();
-        let mut body = resp.body;
-        io::Read::read_to_end(&mut (&mut body).take_limit(64 << 20), &mut text)
-            .map_err(|e| KubeError::transport(method, target, &self.cfg.server.to_string(), e))?;
+        let resp = self.exchange(method, target, bytes.as_deref(), content_type, None, false)?;
+        let status = resp.status();
+        let text = resp.bytes(64 << 20).map_err(KubeError::Http)?;
         let value = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&text).unwrap_or_else(|_| {
                 // Not JSON (a proxy's HTML error page, pods/log text): keep it as a string.
-                Value::String(String::from_utf8_lossy(&text).chars().take(4096).collect())
+                Value::String(
+                    String::from_utf8_lossy(&text)
+                        .chars()
+                        .take(1 << 20)
+                        .collect(),
+                )
             })
         };
         if status == 401 {
@@ -335,15 +385,22 @@ impl Client {
         }
     }
 
-    /// Opens a watch (`target` already carries `watch=true` and its selectors).
+    /// Opens a watch (`target` already carries `watch=true` and its selectors). The returned
+    /// stream has no idle deadline; [`WatchStream::abort_handle`] ends it from another thread.
     pub fn watch(&self, target: &str) -> Result<WatchStream, KubeError> {
-        let resp = self.exchange("GET", target, None, "application/json", true)?;
-        if resp.head.status != 200 {
-            let status = resp.head.status;
-            let mut text = Vec::new();
-            let mut body = resp.body;
-            let _ = io::Read::read_to_end(&mut (&mut body).take_limit(1 << 20), &mut text);
+        let abort = Abort::new();
+        let resp = self.exchange("GET", target, None, "application/json", Some(&abort), true)?;
+        if resp.status() != 200 {
+            let status = resp.status();
+            let text = resp.bytes(1 << 20).unwrap_or_default();
             let value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+            if status == 401 {
+                return Err(KubeError::Unauthorized {
+                    request: describe("GET", target),
+                    message: status_message(&value, status),
+                    credential: self.creds.describe(),
+                });
+            }
             return Err(KubeError::api(
                 "GET",
                 target,
@@ -353,25 +410,15 @@ impl Client {
                 },
             ));
         }
-        // Established: from here the stream has no deadline; it ends when the server closes
-        // it, or when someone calls the closer.
-        let _ = resp.body.set_idle_timeout(None);
         self.stats.watch_opens.fetch_add(1, Ordering::Relaxed);
         self.stats.open_watches.fetch_add(1, Ordering::Relaxed);
         Ok(WatchStream {
-            reader: BufReader::new(resp.body),
-            closer: resp.closer,
+            lines: resp.json_lines(16 << 20),
+            abort,
             stats: Arc::clone(&self.stats),
         })
     }
 }
-
-trait TakeLimit: io::Read + Sized {
-    fn take_limit(self, n: u64) -> io::Take<Self> {
-        io::Read::take(self, n)
-    }
-}
-impl<R: io::Read> TakeLimit for R {}
 
 pub fn describe(method: &str, target: &str) -> String {
     format!("{method} {}", target.split('?').next().unwrap_or(target))
@@ -387,44 +434,31 @@ pub struct WatchEvent {
 
 /// An open watch. Dropping it closes the connection.
 pub struct WatchStream {
-    reader: BufReader<Body>,
-    closer: Closer,
+    lines: JsonLines<BodyReader>,
+    abort: Abort,
     stats: Arc<ApiStats>,
 }
 
 impl WatchStream {
-    /// A handle to end this stream from another thread.
-    pub fn closer(&self) -> Closer {
-        self.closer.clone()
+    /// A handle that ends this stream from another thread.
+    pub fn abort_handle(&self) -> Abort {
+        self.abort.clone()
     }
 
     /// The next event; `Ok(None)` when the server ended the stream.
-    pub fn next_event(&mut self) -> io::Result<Option<WatchEvent>> {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if self.reader.read_line(&mut line)? == 0 {
-                return Ok(None);
-            }
-            if line.trim().is_empty() {
-                continue;
-            }
-            let v: Value = serde_json::from_str(line.trim()).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("watch event is not JSON: {e}"),
-                )
-            })?;
-            let kind = v["type"].as_str().unwrap_or("").to_owned();
-            let object = v.get("object").cloned().unwrap_or(Value::Null);
-            return Ok(Some(WatchEvent { kind, object }));
-        }
+    pub fn next_event(&mut self) -> Result<Option<WatchEvent>, HttpError> {
+        let Some(v) = self.lines.next_json::<Value>()? else {
+            return Ok(None);
+        };
+        let kind = v["type"].as_str().unwrap_or("").to_owned();
+        let object = v.get("object").cloned().unwrap_or(Value::Null);
+        Ok(Some(WatchEvent { kind, object }))
     }
 }
 
 impl Drop for WatchStream {
     fn drop(&mut self) {
-        self.closer.close();
+        self.abort.abort();
         self.stats.open_watches.fetch_sub(1, Ordering::Relaxed);
     }
 }

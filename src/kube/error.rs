@@ -2,7 +2,6 @@
 //! `Status` message, and never holds a credential.
 
 use std::fmt;
-use std::io;
 
 use super::client::ApiResponse;
 
@@ -12,12 +11,8 @@ pub enum KubeError {
     Config(String),
     /// No credential could be obtained (token file unreadable, exec plugin failed).
     Auth(String),
-    /// The request did not get an HTTP answer.
-    Transport {
-        request: String,
-        server: String,
-        source: io::Error,
-    },
+    /// The request did not get an HTTP answer (the error names the endpoint and phase).
+    Http(crate::http::HttpError),
     /// 401 even after fetching the credential again.
     Unauthorized {
         request: String,
@@ -34,14 +29,6 @@ pub enum KubeError {
 }
 
 impl KubeError {
-    pub fn transport(method: &str, target: &str, server: &str, source: io::Error) -> KubeError {
-        KubeError::Transport {
-            request: super::client::describe(method, target),
-            server: server.to_owned(),
-            source,
-        }
-    }
-
     pub fn api(method: &str, target: &str, r: &ApiResponse) -> KubeError {
         KubeError::Api {
             request: super::client::describe(method, target),
@@ -65,16 +52,7 @@ impl fmt::Display for KubeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KubeError::Config(m) | KubeError::Auth(m) => f.write_str(m),
-            KubeError::Transport {
-                request,
-                server,
-                source,
-            } => {
-                write!(
-                    f,
-                    "{request} to the Kubernetes API server {server} failed: {source}"
-                )
-            }
+            KubeError::Http(e) => write!(f, "Kubernetes API request failed: {e}"),
             KubeError::Unauthorized {
                 request,
                 message,

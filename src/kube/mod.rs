@@ -7,12 +7,10 @@ pub mod client;
 pub mod error;
 pub mod kubeconfig;
 pub mod retry;
-mod transport;
 
 pub use client::{ApiResponse, ApiStats, Client, WatchEvent, WatchStream};
 pub use error::KubeError;
 pub use kubeconfig::{ClusterConfig, Inputs, SERVICE_ACCOUNT_DIR};
-pub use transport::Closer;
 
 /// Percent-encodes a query parameter value (selectors carry `=` and `,`).
 pub fn query_escape(s: &str) -> String {

@@ -20,6 +20,20 @@ pub fn retryable_status(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
 }
 
+/// Whether a failed attempt without an answer may be repeated: a connect failure never reached
+/// the server; a reset or timeout after sending may have been processed, so only idempotent
+/// requests repeat then.
+pub fn retryable_http(e: &crate::http::HttpError, idempotent: bool) -> bool {
+    use crate::http::HttpError as H;
+    match e {
+        H::Connect { .. } => true,
+        H::Timeout { phase, .. } => phase.is_connect() || idempotent,
+        H::Io { source, .. } => retryable_io(source, idempotent),
+        H::Protocol { .. } => idempotent,
+        _ => false,
+    }
+}
+
 /// Whether an I/O error means the request may not have been processed (safe to repeat for
 /// any verb) and whether it is transient at all.
 pub fn retryable_io(e: &io::Error, idempotent: bool) -> bool {

@@ -1,4 +1,5 @@
 //! The Kubernetes API simulator checked with the real `kubectl`, the `kube` client against the
 //! simulator, and the Kubernetes backend end to end through the binary.
 
+mod backend;
 mod simulator;

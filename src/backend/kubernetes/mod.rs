@@ -9,6 +9,11 @@
 //!   (§6.1, §6.2) and [`details`] (`failure_details.kubernetes`, schema 1);
 //! - [`cleanup`]: delete, expire or keep a Job (§7), and the Role rules the backend needs (§9);
 //! - [`setup_phases`]: setup-phase spans from pod status (`upstream-newer.md` §5.1).
+//!
+//! I/O parts (on the `kube` client):
+//! - [`startup`]: `GET /version`, the preflight Job (always deleted), `check` probes;
+//! - [`watch`]: one shared Job watch and one Pod watch for the whole worker, and their cache;
+//! - [`runner`]: per task: create the Job, follow it, classify, clean up; cancel by delete.
 
 pub mod cleanup;
 pub mod details;
@@ -18,12 +23,133 @@ pub mod message;
 pub mod names;
 pub mod outcome;
 pub mod preflight;
+pub mod runner;
 pub mod setup_phases;
 pub mod sidecars;
+pub mod startup;
 pub mod template;
 pub mod time;
+pub mod watch;
 
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]
 mod matrix;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::backend::{
+    Backend, BackendContext, BackendKind, Completion, Failure, ProbeLine, Purpose, TaskRef,
+};
+use crate::cancel::CancelToken;
+use crate::kube::{Client, Inputs, SERVICE_ACCOUNT_DIR, kubeconfig};
+use crate::settings::KubernetesSettings;
+use crate::task::TaskSpec;
+
+/// Test hook: where the in-cluster service-account files are (default [`SERVICE_ACCOUNT_DIR`]).
+pub const SERVICE_ACCOUNT_DIR_ENV: &str = "OZ_WORKER_KUBERNETES_SERVICEACCOUNT_DIR";
+
+/// The Kubernetes backend: one Job per task.
+pub struct KubernetesBackend {
+    settings: KubernetesSettings,
+    ctx: BackendContext,
+    client: Arc<Client>,
+    hub: Arc<watch::Hub>,
+    purpose: Purpose,
+}
+
+/// Resolves the cluster connection from the config and the process environment.
+pub fn connect(settings: &KubernetesSettings) -> Result<Client, String> {
+    let env = |k: &str| std::env::var(k).ok();
+    let sa = std::env::var(SERVICE_ACCOUNT_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(SERVICE_ACCOUNT_DIR));
+    let cfg = kubeconfig::resolve(
+        settings.kubeconfig.as_deref(),
+        &Inputs {
+            env: &env,
+            service_account_dir: sa,
+        },
+    )
+    .map_err(|e| format!("failed to build Kubernetes client config: {e}"))?;
+    Client::new(cfg).map_err(|e| format!("failed to create Kubernetes client: {e}"))
+}
+
+impl KubernetesBackend {
+    /// Connects, checks the API server, runs the preflight (when running tasks) and starts the
+    /// shared watches.
+    pub fn new(
+        settings: KubernetesSettings,
+        ctx: BackendContext,
+        purpose: Purpose,
+    ) -> Result<KubernetesBackend, String> {
+        let client = Arc::new(connect(&settings)?);
+        log::info!(
+            "Kubernetes: {} (server {}, namespace {:?})",
+            client.config().source,
+            client.config().server,
+            settings.namespace
+        );
+        if purpose == Purpose::Run {
+            let v = startup::version(&client)?;
+            log::info!("Kubernetes API server version {v}");
+            startup::run_preflight(&client, &ctx.worker_id, &settings)?;
+        }
+        let hub = if purpose == Purpose::Run {
+            watch::Hub::start(
+                Arc::clone(&client),
+                &settings.namespace,
+                &names::worker_selector(&ctx.worker_id),
+            )
+        } else {
+            watch::Hub::idle(Arc::clone(&client), &settings.namespace)
+        };
+        Ok(KubernetesBackend {
+            settings,
+            ctx,
+            client,
+            hub,
+            purpose,
+        })
+    }
+
+    /// API request counters (for metrics and benchmarks).
+    pub fn stats(&self) -> Arc<crate::kube::ApiStats> {
+        Arc::clone(&self.client.stats)
+    }
+}
+
+impl Backend for KubernetesBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Kubernetes
+    }
+
+    fn execute(&self, spec: &TaskSpec, cancel: &CancelToken) -> Result<Completion, Failure> {
+        self.run_task(spec, cancel)
+    }
+
+    fn cancel(&self, task: &TaskRef) -> Result<(), String> {
+        self.cancel_task(task)
+    }
+
+    fn preserves_tasks_on_shutdown(&self) -> bool {
+        true
+    }
+
+    fn probe(&self) -> Vec<ProbeLine> {
+        match self.purpose {
+            Purpose::Check => startup::check_lines(&self.client, &self.settings),
+            // Readiness: is the API server answering?
+            Purpose::Run => vec![match startup::version(&self.client) {
+                Ok(v) => ProbeLine::ok(format!("Kubernetes API server reachable (version {v})")),
+                Err(e) => ProbeLine::failed(e),
+            }],
+        }
+    }
+
+    fn shutdown(&self) {
+        log::info!("Preserving Kubernetes task Jobs during worker shutdown");
+        self.hub.stop();
+    }
+}
