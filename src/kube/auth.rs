@@ -22,7 +22,7 @@ const TOKEN_FILE_MAX_AGE: Duration = Duration::from_secs(60);
 /// An exec plugin that has not answered by then is killed.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 /// Re-run an exec plugin this long before its credential expires.
-const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
 
 /// What a request carries.
 #[derive(Debug, Clone, Default)]

@@ -2,4 +2,5 @@
 //! simulator, and the Kubernetes backend end to end through the binary.
 
 mod backend;
+mod resilience;
 mod simulator;
