@@ -135,6 +135,22 @@ pub trait Backend: Send + Sync {
 
     /// Called once when the worker stops, after every task thread has returned or timed out.
     fn shutdown(&self) {}
+
+    /// Executions a previous worker process left running that this backend can follow to
+    /// their end (Kubernetes re-attach). Taken once, at startup; the supervisor reports their
+    /// outcomes like any other task's, without a new claim.
+    fn reattach(&self) -> Vec<TaskRef> {
+        Vec::new()
+    }
+
+    /// Follows an execution returned by [`Backend::reattach`] to its end.
+    fn resume(&self, task: &TaskRef, cancel: &CancelToken) -> Result<Completion, Failure> {
+        let _ = cancel;
+        Err(Failure::new(
+            FailureReason::Unknown,
+            format!("the {} backend cannot resume execution {task}", self.kind()),
+        ))
+    }
 }
 
 /// Why a backend could not be constructed.

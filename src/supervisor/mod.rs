@@ -217,6 +217,7 @@ impl Supervisor {
         link: &Receiver<LinkEvent>,
         signals: &Receiver<i32>,
     ) -> Exit {
+        self.reattach();
         let mut link_alive = true;
         loop {
             let wait = self.next_wakeup();
@@ -439,6 +440,18 @@ impl Supervisor {
     }
 
     fn spawn_task(&self, key: TaskRef, spec: TaskSpec, cancel: CancelToken) -> std::io::Result<()> {
+        self.spawn_with(key, cancel, move |backend, cancel| {
+            backend.execute(&spec, cancel)
+        })
+    }
+
+    /// Runs `work` on the task's own thread and reports its outcome as `TaskDone`.
+    fn spawn_with(
+        &self,
+        key: TaskRef,
+        cancel: CancelToken,
+        work: impl FnOnce(&dyn Backend, &CancelToken) -> Result<Completion, Failure> + Send + 'static,
+    ) -> std::io::Result<()> {
         let backend = Arc::clone(&self.backend);
         let tx = self.internal_tx.clone();
         std::thread::Builder::new()
@@ -447,7 +460,7 @@ impl Supervisor {
             .spawn(move || {
                 let _scope = crate::logging::task_scope(&key.task_id);
                 let started = Instant::now();
-                let outcome = catch_unwind(AssertUnwindSafe(|| backend.execute(&spec, &cancel)))
+                let outcome = catch_unwind(AssertUnwindSafe(|| work(backend.as_ref(), &cancel)))
                     .unwrap_or_else(|panic| {
                         Err(Failure::new(
                             FailureReason::Unknown,
@@ -466,6 +479,43 @@ impl Supervisor {
                 });
             })
             .map(|_| ())
+    }
+
+    /// Follows the executions a previous worker process left running (re-attach): they were
+    /// claimed then, so no claim now; their outcome is reported once, like any task's.
+    fn reattach(&mut self) {
+        for key in self.backend.reattach() {
+            if self.tasks.contains_key(&key) {
+                continue;
+            }
+            let cancel = match CancelToken::new() {
+                Ok(c) => c,
+                Err(e) => {
+                    error!("Task {key}: cannot re-attach: {e}");
+                    continue;
+                }
+            };
+            self.tasks.insert(
+                key.clone(),
+                Active {
+                    cancel: cancel.clone(),
+                    started: Instant::now(),
+                    _secrets: None,
+                    reported: false,
+                },
+            );
+            self.telemetry.metrics.task_claimed();
+            info!(
+                "Task {key}: re-attached to the execution a previous worker process left running"
+            );
+            let resumed = key.clone();
+            if let Err(e) = self.spawn_with(key.clone(), cancel, move |backend, cancel| {
+                backend.resume(&resumed, cancel)
+            }) {
+                error!("Task {key}: cannot start a task thread: {e}");
+                self.tasks.remove(&key);
+            }
+        }
     }
 
     fn on_internal(&mut self, outbox: &dyn Outbox, ev: Internal) {

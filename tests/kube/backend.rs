@@ -282,3 +282,57 @@ fn startup_quotes_a_pod_security_failed_create_event() {
     // Deleted however it ended.
     assert!(sim.state().jobs().is_empty());
 }
+
+#[test]
+fn a_restarted_worker_reports_a_preserved_job_once_over_three_starts() {
+    let dir = TestDir::new("e2e-kube-reattach");
+    let sim = KubeSim::start();
+    sim.script(
+        "sim/fails-later",
+        vec![Step::Running(ms(4000)), exit(5, None)],
+    );
+    let oz = OzServer::start();
+    let cfg = config(&dir, &sim, "kube-re", "");
+
+    // First start: the task runs; the worker stops; the Job is preserved and keeps running.
+    let mut w = worker(&dir, &oz, &cfg).spawn();
+    w.wait_for_log("Connected to Oz", T);
+    assign(&oz, "t-re", "sim/fails-later");
+    expect(&oz, "task_claimed", "t-re");
+    sim.wait_until(T, |s| job_of(&s.jobs(), "t-re").is_some());
+    w.signal(libc::SIGTERM);
+    w.wait(T);
+    // It finishes while no worker runs.
+    sim.wait_until(T, |s| {
+        job_of(&s.jobs(), "t-re").is_some_and(|j| j["status"]["failed"] == 1)
+    });
+
+    // Second start: the Job is found, followed and reported once; then marked reported.
+    let mut w = worker(&dir, &oz, &cfg).spawn();
+    let frame = oz.wait_for_frame(T, |f| f.kind() == "task_failed" && f.task_id() == "t-re");
+    assert_eq!(frame.conn, 1, "reported on the new connection");
+    let f = frame.value["data"].clone();
+    assert_eq!(f["failure_reason"], "container_exit", "{f}");
+    assert_eq!(f["exit_code"], 5);
+    assert_eq!(f["execution_id"], "t-re-exec");
+    sim.wait_until(T, |s| {
+        job_of(&s.jobs(), "t-re")
+            .is_some_and(|j| !j["metadata"]["annotations"]["oz.warp.dev/reported"].is_null())
+    });
+    w.signal(libc::SIGTERM);
+    w.wait(T);
+    assert!(w.stderr().contains("re-attached"), "{}", w.dump());
+
+    // Third start: nothing to report.
+    let mut w = worker(&dir, &oz, &cfg).spawn();
+    oz.wait_for_connections(3, T);
+    w.wait_for_log("Connected to Oz", T);
+    std::thread::sleep(ms(500));
+    w.signal(libc::SIGTERM);
+    w.wait(T);
+    let kinds: Vec<String> = frames_for(&oz, "t-re")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(kinds, vec!["task_claimed", "task_failed"], "{kinds:?}");
+}

@@ -13,7 +13,8 @@
 //! I/O parts (on the `kube` client):
 //! - [`startup`]: `GET /version`, the preflight Job (always deleted), `check` probes;
 //! - [`watch`]: one shared Job watch and one Pod watch for the whole worker, and their cache;
-//! - [`runner`]: per task: create the Job, follow it, classify, clean up; cancel by delete.
+//! - [`runner`]: per task: create the Job, follow it, classify, clean up; cancel by delete;
+//! - [`reattach`]: at startup, follow this worker's unreported Jobs again and report them once.
 
 pub mod cleanup;
 pub mod details;
@@ -23,6 +24,7 @@ pub mod message;
 pub mod names;
 pub mod outcome;
 pub mod preflight;
+pub mod reattach;
 pub mod runner;
 pub mod setup_phases;
 pub mod sidecars;
@@ -57,6 +59,8 @@ pub struct KubernetesBackend {
     client: Arc<Client>,
     hub: Arc<watch::Hub>,
     purpose: Purpose,
+    /// Executions found at startup to follow again (taken once by the supervisor).
+    reattach: std::sync::Mutex<Vec<TaskRef>>,
 }
 
 /// Resolves the cluster connection from the config and the process environment.
@@ -96,6 +100,19 @@ impl KubernetesBackend {
             log::info!("Kubernetes API server version {v}");
             startup::run_preflight(&client, &ctx.worker_id, &settings)?;
         }
+        let reattach = if purpose == Purpose::Run {
+            let found = reattach::find(&client, &settings.namespace, &ctx.worker_id)
+                .map_err(|e| format!("failed to list this worker's Kubernetes Jobs: {e}"))?;
+            if !found.is_empty() {
+                log::info!(
+                    "Found {} unreported Kubernetes Job(s) of this worker; following them again",
+                    found.len()
+                );
+            }
+            found
+        } else {
+            Vec::new()
+        };
         let hub = if purpose == Purpose::Run {
             watch::Hub::start(
                 Arc::clone(&client),
@@ -111,6 +128,7 @@ impl KubernetesBackend {
             client,
             hub,
             purpose,
+            reattach: std::sync::Mutex::new(reattach),
         })
     }
 
@@ -146,6 +164,19 @@ impl Backend for KubernetesBackend {
                 Err(e) => ProbeLine::failed(e),
             }],
         }
+    }
+
+    fn reattach(&self) -> Vec<TaskRef> {
+        std::mem::take(
+            &mut *self
+                .reattach
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    fn resume(&self, task: &TaskRef, cancel: &CancelToken) -> Result<Completion, Failure> {
+        self.resume_task(task, cancel)
     }
 
     fn shutdown(&self) {

@@ -29,6 +29,15 @@ const EVENTS_EVERY: Duration = Duration::from_secs(5);
 /// Bytes of a failed container's log kept for the worker log.
 const LOG_LIMIT: usize = 64 * 1024;
 
+fn outcome_word(ending: Ending) -> &'static str {
+    match ending {
+        Ending::Succeeded => "succeeded",
+        Ending::Failed { .. } => "failed",
+        Ending::Cancelled => "cancelled",
+        Ending::Shutdown => "preserved",
+    }
+}
+
 fn job_failed(job: &Value) -> bool {
     job.pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -322,9 +331,11 @@ impl KubernetesBackend {
         match cleanup::decide(ending, self.ctx.cleanup) {
             Action::Keep => {
                 log::info!(job = name; "Keeping Kubernetes Job {name} (until its TTL)");
+                self.mark_reported(name, uid, outcome_word(ending));
             }
             Action::Delete => self.delete_job(name, Some(uid)),
             Action::Expire => {
+                self.mark_reported(name, uid, outcome_word(ending));
                 let mut current = job.cloned();
                 for _ in 0..3 {
                     let Some(j) = current.take() else { break };
