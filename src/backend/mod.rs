@@ -105,6 +105,17 @@ pub struct BackendContext {
     pub timing: crate::settings::Timing,
 }
 
+/// One metric series a backend exports, in plain types: the daemon turns it into a metrics
+/// family (the backend layer does not import the metrics layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// Monotonic counter (else a gauge).
+    pub counter: bool,
+    pub points: Vec<(Vec<(&'static str, String)>, i64)>,
+}
+
 /// An execution backend.
 pub trait Backend: Send + Sync {
     /// Which backend this is.
@@ -135,6 +146,11 @@ pub trait Backend: Send + Sync {
 
     /// Called once when the worker stops, after every task thread has returned or timed out.
     fn shutdown(&self) {}
+
+    /// Series this backend exports itself (the Kubernetes API requests and watches).
+    fn series(&self) -> Vec<Series> {
+        Vec::new()
+    }
 
     /// Executions a previous worker process left running that this backend can follow to
     /// their end (Kubernetes re-attach). Taken once, at startup; the supervisor reports their

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::support::harness::{TestDir, Worker, WorkerCommand};
 use crate::support::kube_sim::{KubeSim, Step, ms};
 use crate::support::oz_server::OzServer;
+use crate::worker::ops::{get, ops_addr, sample};
 use crate::worker::{API_KEY, T, assignment, cancellation, expect, frames_for};
 
 fn config(dir: &TestDir, sim: &KubeSim, worker_id: &str, extra: &str) -> std::path::PathBuf {
@@ -34,7 +35,9 @@ fn worker(dir: &TestDir, oz: &OzServer, config: &std::path::Path) -> WorkerComma
 
 fn start(dir: &TestDir, oz: &OzServer, sim: &KubeSim, worker_id: &str) -> Worker {
     let cfg = config(dir, sim, worker_id, "");
-    let mut w = worker(dir, oz, &cfg).spawn();
+    let mut w = worker(dir, oz, &cfg)
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .spawn();
     w.wait_for_log("Connected to Oz", T);
     w
 }
@@ -150,6 +153,27 @@ fn tasks_run_as_jobs_with_outcomes_cleanup_and_shared_watches() {
     }
     let max = sim.state().max_open_watches;
     assert!(max <= 2, "the worker opened {max} watches at once");
+
+    // Metrics: API requests by verb and status class, open watches, reconnects; /readyz ok.
+    let addr = ops_addr(&mut w);
+    let (status, body) = get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    let creates = sample(
+        &body,
+        r#"oz_worker_kubernetes_api_requests_total{verb="create",code="2xx"}"#,
+    );
+    assert!(creates >= 11.0, "{creates} creates\n{body}");
+    assert_eq!(
+        sample(&body, "oz_worker_kubernetes_watches_open"),
+        2.0,
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "oz_worker_kubernetes_watch_reconnects_total"),
+        0.0,
+        "{body}"
+    );
+    assert_eq!(get(&addr, "/readyz").0, 200);
 
     let log = w.stderr();
     assert!(

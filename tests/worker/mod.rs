@@ -5,7 +5,7 @@ mod cli;
 mod daemon;
 mod docker;
 mod faults;
-mod ops;
+pub(crate) mod ops;
 mod shutdown;
 
 use std::path::{Path, PathBuf};

@@ -166,6 +166,41 @@ impl Backend for KubernetesBackend {
         }
     }
 
+    fn series(&self) -> Vec<crate::backend::Series> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.client.stats;
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        vec![
+            crate::backend::Series {
+                name: "oz_worker_kubernetes_api_requests_total",
+                help: "Kubernetes API requests by verb and status class (error: no answer).",
+                counter: true,
+                points: stats
+                    .snapshot()
+                    .into_iter()
+                    .map(|(verb, class, n)| {
+                        (
+                            vec![("verb", verb.to_owned()), ("code", class.to_owned())],
+                            int(n),
+                        )
+                    })
+                    .collect(),
+            },
+            crate::backend::Series {
+                name: "oz_worker_kubernetes_watch_reconnects_total",
+                help: "Kubernetes watch streams reopened after the first (both watches).",
+                counter: true,
+                points: vec![(vec![], int(self.hub.reconnects.load(Relaxed)))],
+            },
+            crate::backend::Series {
+                name: "oz_worker_kubernetes_watches_open",
+                help: "Kubernetes watch streams open now (at most one Job and one Pod watch).",
+                counter: false,
+                points: vec![(vec![], int(stats.open_watches.load(Relaxed)))],
+            },
+        ]
+    }
+
     fn reattach(&self) -> Vec<TaskRef> {
         std::mem::take(
             &mut *self
