@@ -186,6 +186,7 @@ fn handle(conn: &mut Conn, req: &Request, client_cert: bool, shared: &Arc<Shared
     let mut st = shared.lock();
     let record = |st: &mut State, status: u16| {
         st.seen.push(Seen {
+            at: Instant::now(),
             method: req.method.clone(),
             path: req.path.clone(),
             query: req.query.clone(),

@@ -38,6 +38,7 @@ use store::Store;
 /// One request the simulator saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub at: Instant,
     pub method: String,
     pub path: String,
     pub query: Vec<(String, String)>,
