@@ -15,6 +15,10 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    // Figures: counts far below 2^52, percentile indexes in [0, len).
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
     dead_code,
     unused_imports
 )]
