@@ -225,7 +225,7 @@ fn median(samples: &[Duration]) -> Duration {
 fn summary(samples: &mut [Duration]) -> String {
     samples.sort();
     let n = samples.len();
-    let mean = samples.iter().sum::<Duration>() / n as u32;
+    let mean = samples.iter().sum::<Duration>() / u32::try_from(n).unwrap_or(u32::MAX);
     format!(
         "median {:.1?}, mean {:.1?}, p90 {:.1?}, min {:.1?}, max {:.1?}",
         samples[n / 2],

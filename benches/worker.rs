@@ -189,6 +189,8 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
+// `p` is in [0, 1], so the index is a non-negative float below `len`: the cast is exact.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -248,7 +250,7 @@ fn idle(dir: &Path) {
 // ------------------------------------------------------------------------------------------------
 
 fn claim_latency(dir: &Path) {
-    let n = env_num("BENCH_CLAIMS", 500) as usize;
+    let n = usize::try_from(env_num("BENCH_CLAIMS", 500)).unwrap_or(usize::MAX);
     let agent = write_agent(dir, "true-agent", "exit 0");
     let server = Server::new();
     let worker = spawn_worker(dir, &server.url(), &agent, &[]);
@@ -315,7 +317,7 @@ fn claim_latency(dir: &Path) {
 // ------------------------------------------------------------------------------------------------
 
 fn direct_overhead(dir: &Path) {
-    let n = env_num("BENCH_EXECS", 300) as usize;
+    let n = usize::try_from(env_num("BENCH_EXECS", 300)).unwrap_or(usize::MAX);
     let agent = PathBuf::from("/bin/true");
     let ws = dir.join("direct-ws");
     let backend = DirectBackend::new(
@@ -368,7 +370,8 @@ fn direct_overhead(dir: &Path) {
         backend.execute(&spec, &cancel).unwrap();
         through.push(t0.elapsed());
     }
-    let mean = |v: &[Duration]| v.iter().sum::<Duration>() / v.len() as u32;
+    let mean =
+        |v: &[Duration]| v.iter().sum::<Duration>() / u32::try_from(v.len()).unwrap_or(u32::MAX);
     through.sort();
     bare.sort();
     let overhead = mean(&through).saturating_sub(mean(&bare));
@@ -399,7 +402,7 @@ fn direct_overhead(dir: &Path) {
 // ------------------------------------------------------------------------------------------------
 
 fn many_tasks(dir: &Path) {
-    let n = env_num("BENCH_TASKS", 500) as usize;
+    let n = usize::try_from(env_num("BENCH_TASKS", 500)).unwrap_or(usize::MAX);
     let agent = write_agent(dir, "sleep-agent", "exec sleep 120");
     let server = Server::new();
     let worker = spawn_worker(dir, &server.url(), &agent, &[]);

@@ -99,6 +99,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn proxy_credentials_and_high_bytes() {
+        // Moved from the link's proxy tests: `Proxy-Authorization: Basic` values.
+        assert_eq!(encode(b"user:pa ss"), "dXNlcjpwYSBzcw==");
+        assert_eq!(encode(&[0xff, 0xfe, 0xfd]), "//79");
+    }
+
+    #[test]
     fn rfc4648_vectors() {
         let vectors = [
             ("", ""),

@@ -631,7 +631,11 @@ mod tests {
             Err(LoadError::NotUtf8 { line: 2, .. })
         ));
         let big = dir.join("big.env");
-        std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        std::fs::write(
+            &big,
+            vec![b'#'; usize::try_from(MAX_FILE_BYTES).unwrap() + 1],
+        )
+        .unwrap();
         assert!(matches!(load(&big), Err(LoadError::TooLarge { .. })));
         let broken = dir.join("broken.env");
         std::fs::write(&broken, "A=\"x").unwrap();

@@ -5,34 +5,87 @@
 //! [`backend::Backend`], and reports exactly one outcome per task ([`supervisor`]).
 //!
 //! The crate is synchronous by design: threads, crossbeam channels and `poll(2)`; no async
-//! runtime. See `DESIGN.md` in the team's shared folder and the README for the big picture.
+//! runtime. The map of threads, layers and contracts is `ARCHITECTURE.md` at the top of the
+//! repository; the README covers use and figures.
+//!
+//! Modules are listed below from the top layer down. A module may import the ones in lower
+//! layers and, sparingly, its own layer; never a higher one (checked by
+//! `module_cycles.py`: no import cycle between top-level modules).
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod backend;
-pub mod base64;
-pub mod bounded;
+// --- Wiring: what `main` runs ---------------------------------------------------------------
+/// `check` mode: validate the configuration and probe the backend.
 pub mod check;
-pub mod cli;
-pub mod config;
-pub mod docker;
-pub mod dotenv;
-pub mod http;
-pub mod lifecycle;
-pub mod link;
-pub mod logging;
-pub mod metrics;
-pub mod ops;
-pub mod otlp;
-pub mod process;
-pub mod protocol;
-pub mod redact;
+/// Daemon and run-once wiring: starts observers, backend, link and supervisor; stops them.
+pub mod daemon;
+/// `run-once` mode: one task from a file, no server.
 pub mod run_once;
-pub mod sd_notify;
-pub mod settings;
-pub mod signals;
+
+// --- Supervisor ------------------------------------------------------------------------------
+/// What a finished task means on the wire, and the lifecycle log lines.
+pub mod lifecycle;
+/// The one owner of task state: assignments in, one terminal message per task out.
 pub mod supervisor;
+
+// --- Link --------------------------------------------------------------------------------------
+/// The `oz-link` thread: the WebSocket to Oz, pings, redials, ordered delivery.
+pub mod link;
+
+// --- Backends ----------------------------------------------------------------------------------
+/// The `Backend` seam and the docker, direct and command backends behind it.
+pub mod backend;
+
+// --- Engine clients and processes --------------------------------------------------------------
+/// A blocking Docker Engine API client (endpoint discovery, registry auth, streams).
+pub mod docker;
+/// The one HTTP/1.1 client: transport (unix, TCP, TLS, proxy), driver, JSON lines, errors.
+pub mod http;
+/// One subprocess per task step: process groups, output forwarding, cancellation.
+pub mod process;
+
+// --- Operations --------------------------------------------------------------------------------
+/// Our own logger: one redacted line per record, text or JSON.
+pub mod logging;
+/// The worker's metrics on plain atomics, and the health flags behind `/readyz`.
+pub mod metrics;
+/// The ops listener: `/metrics`, `/healthz`, `/readyz`.
+pub mod ops;
+/// OTLP/HTTP JSON push of the metrics.
+pub mod otlp;
+/// Secret redaction for every log line and task output the worker forwards.
+pub mod redact;
+/// systemd `sd_notify`: READY, STATUS, WATCHDOG.
+pub mod sd_notify;
+
+// --- Configuration -----------------------------------------------------------------------------
+/// Command line: flags, subcommands, `--help`, `--version`, the man page.
+pub mod cli;
+/// Flags + environment + YAML file → validated [`settings::Settings`].
+pub mod config;
+
+// --- Wire and task model ---------------------------------------------------------------------
+/// Wire types and codec of every message exchanged with Oz.
+pub mod protocol;
+/// The effective settings, `Secret`, `BackendKind`.
+pub mod settings;
+/// A `task_assignment` turned into a [`task::TaskSpec`] (image, env, CLI args, sidecars).
 pub mod task;
+
+// --- Small utilities (no imports from the crate) ---------------------------------------------
+/// Base64 (standard and URL-safe).
+pub mod base64;
+/// A set that forgets its oldest keys beyond a capacity.
+pub mod bounded;
+/// `CancelToken`: how the supervisor tells a task to stop (pollable, waitable, an fd).
+pub mod cancel;
+/// The dotenv rules of the Go worker, for the direct backend's env file.
+pub mod dotenv;
+/// Go's `time.ParseDuration` syntax, and its formatting.
+pub mod duration;
+/// SIGTERM/SIGINT as channel messages.
+pub mod signals;
+/// Thread names within Linux's 15 bytes.
 pub mod threads;
 
 /// The version stamped into `--version`, `X-Warp-Worker-Version` and metrics.

@@ -32,28 +32,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::redact;
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-impl LogFormat {
-    pub const ALL: [LogFormat; 2] = [LogFormat::Text, LogFormat::Json];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<LogFormat> {
-        LogFormat::ALL.into_iter().find(|f| f.as_str() == s)
-    }
-}
+pub use crate::settings::LogFormat;
 
 /// Installs the logger on stderr. Safe to call more than once (later calls are ignored).
 pub fn init(level: LevelFilter, format: LogFormat) {

@@ -8,8 +8,6 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::backend::BackendKind;
-
 /// Default Oz WebSocket endpoint.
 pub const DEFAULT_WEB_SOCKET_URL: &str = "wss://oz.warp.dev/api/v1/selfhosted/worker/ws";
 /// Default Warp server root URL.
@@ -69,10 +67,10 @@ pub struct Settings {
     pub session_sharing_server_url: Option<String>,
     pub log_level: log::LevelFilter,
     /// Text (default) or JSON lines (`--log-format`, `log_format`).
-    pub log_format: crate::logging::LogFormat,
+    pub log_format: LogFormat,
     /// `HOST:PORT` of the ops listener: `/metrics`, `/healthz`, `/readyz` (`--metrics-addr`,
     /// `metrics_addr`). The OpenTelemetry environment can enable it too (see
-    /// `metrics::exporters`).
+    /// `daemon::exporters`).
     pub metrics_addr: Option<String>,
     /// On SIGTERM/SIGINT, how long running tasks may finish before they are cancelled
     /// (`--drain-timeout`, `drain_timeout`; zero cancels at once, as the Go worker does).
@@ -233,6 +231,96 @@ impl Default for Timing {
             kill_grace: Duration::from_secs(10),
         }
     }
+}
+
+/// Which backend runs tasks (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    Docker,
+    Direct,
+    Kubernetes,
+    Command,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 4] = [
+        BackendKind::Docker,
+        BackendKind::Direct,
+        BackendKind::Kubernetes,
+        BackendKind::Command,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Docker => "docker",
+            BackendKind::Direct => "direct",
+            BackendKind::Kubernetes => "kubernetes",
+            BackendKind::Command => "command",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BackendKind> {
+        BackendKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub const ALL: [LogFormat; 2] = [LogFormat::Text, LogFormat::Json];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        LogFormat::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+}
+
+/// Validates a `HOST:PORT` listen address and returns what to bind. An empty host (`:9464`)
+/// means every IPv4 interface, as in Go; IPv6 literals need brackets (`[::1]:9464`);
+/// `localhost` means `127.0.0.1`, as Go resolves it, so a scrape of `127.0.0.1` finds the
+/// listener whatever order the resolver returns `::1` and `127.0.0.1` in.
+pub fn bind_address(addr: &str) -> Result<String, String> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{addr:?} is not HOST:PORT"))?;
+    port.parse::<u16>()
+        .map_err(|_| format!("{addr:?} has an invalid port {port:?}"))?;
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(format!(
+            "{addr:?}: an IPv6 address must be in brackets, e.g. [::1]:{port}"
+        ));
+    }
+    if host
+        .chars()
+        .any(|c| c.is_whitespace() || c == '/' || c == '@')
+    {
+        return Err(format!("{addr:?} has an invalid host"));
+    }
+    Ok(if host.is_empty() {
+        format!("0.0.0.0:{port}")
+    } else if host.eq_ignore_ascii_case("localhost") {
+        format!("127.0.0.1:{port}")
+    } else {
+        addr.to_owned()
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 //!
 //! One backend never imports another.
 
-pub mod cancel;
 pub mod command;
 pub mod direct;
 pub mod docker;
@@ -15,7 +14,10 @@ pub mod kubernetes;
 
 use std::fmt;
 
-pub use cancel::{CancelSource, CancelToken};
+pub use crate::cancel::{CancelSource, CancelToken};
+pub use crate::protocol::FailureReason;
+pub use crate::settings::BackendKind;
+pub use crate::task::TaskRef;
 
 use crate::task::TaskSpec;
 
@@ -27,22 +29,6 @@ pub enum Completion {
     /// The task was handed to an external system that reports its outcome itself
     /// (the command backend). The worker sends no terminal message for it.
     Dispatched,
-}
-
-/// Identifies one execution of a task.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskRef {
-    pub task_id: String,
-    pub execution_id: Option<String>,
-}
-
-impl fmt::Display for TaskRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.execution_id {
-            Some(e) => write!(f, "{} (execution {e})", self.task_id),
-            None => f.write_str(&self.task_id),
-        }
-    }
 }
 
 /// A classified task failure: the wire reason, the agent's exit code when one was observed
@@ -85,99 +71,6 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
-
-macro_rules! failure_reasons {
-    ($($variant:ident => $text:literal,)*) => {
-        /// The `failure_reason` strings of the wire protocol; the server mirrors this list.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum FailureReason { $($variant,)* }
-
-        impl FailureReason {
-            /// Every reason, in wire order (used to prime metrics).
-            pub const ALL: &'static [FailureReason] = &[$(FailureReason::$variant,)*];
-
-            /// The wire string.
-            pub fn as_str(self) -> &'static str {
-                match self { $(FailureReason::$variant => $text,)* }
-            }
-        }
-    };
-}
-
-failure_reasons! {
-    Unknown => "unknown",
-    TaskTimeout => "task_timeout",
-    TaskCancelled => "task_cancelled",
-    GracefulShutdown => "graceful_shutdown",
-    ImagePull => "image_pull",
-    SidecarPrep => "sidecar_prep",
-    ContainerCreate => "container_create",
-    ContainerStart => "container_start",
-    ContainerWait => "container_wait",
-    ContainerExit => "container_exit",
-    ContainerOom => "container_oom",
-    WorkspaceSetup => "workspace_setup",
-    SetupCommand => "setup_command",
-    AgentInvocation => "agent_invocation",
-    TeardownCommand => "teardown_command",
-    DispatchCommand => "dispatch_command",
-    DispatchTimeout => "dispatch_timeout",
-    CancelCommand => "cancel_command",
-    JobCreate => "job_create",
-    JobWatch => "job_watch",
-    JobFailed => "job_failed",
-    Evicted => "evicted",
-    PodWatch => "pod_watch",
-    Unschedulable => "unschedulable",
-    VolumeMount => "volume_mount",
-    InitContainer => "init_container",
-    InvalidImage => "invalid_image",
-    ActiveDeadline => "active_deadline",
-    Cleanup => "cleanup",
-}
-
-impl fmt::Display for FailureReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which backend runs tasks (`--backend`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BackendKind {
-    Docker,
-    Direct,
-    Kubernetes,
-    Command,
-}
-
-impl BackendKind {
-    pub const ALL: [BackendKind; 4] = [
-        BackendKind::Docker,
-        BackendKind::Direct,
-        BackendKind::Kubernetes,
-        BackendKind::Command,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendKind::Docker => "docker",
-            BackendKind::Direct => "direct",
-            BackendKind::Kubernetes => "kubernetes",
-            BackendKind::Command => "command",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<BackendKind> {
-        BackendKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One line of a `check` report: what was probed and what was found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::flags::{Category, FLAGS, Flag, TIMING_ENV};
 use super::{Mode, SUBCOMMANDS};
-use crate::config::duration::format_duration;
+use crate::duration::format_duration;
 
 const SUMMARY: &str = "Self-hosted worker for Oz cloud agents: keeps one WebSocket to Oz, runs each \
 assigned task (Docker container, Kubernetes Job, host process or operator command) and reports \

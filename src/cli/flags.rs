@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{LowArgs, Special};
-use crate::backend::BackendKind;
-use crate::logging::LogFormat;
+use crate::settings::BackendKind;
+use crate::settings::LogFormat;
 use crate::settings::{self, Secret, Timing};
 
 /// Help and man page section a flag is listed under, in display order.
@@ -360,7 +360,7 @@ known, \fBtask_id\fR and \fBfields\fR, for log pipelines. Secrets are redacted i
                     low.metrics_addr = None;
                     return Ok(());
                 }
-                crate::ops::http::bind_address(&s)?;
+                crate::settings::bind_address(&s)?;
                 low.metrics_addr = Some(s);
                 Ok(())
             },
@@ -428,8 +428,7 @@ oz CLI's \fB\-\-idle\-on\-complete\fR (the task's own setting wins).",
             name: "DURATION",
             update: |low, v| {
                 let s = text(v)?;
-                let ns =
-                    crate::config::duration::parse_go_duration(&s).map_err(|e| e.to_string())?;
+                let ns = crate::duration::parse_go_duration(&s).map_err(|e| e.to_string())?;
                 let ns = u64::try_from(ns).map_err(|_| format!("{s:?} must not be negative"))?;
                 low.drain_timeout = Some(Duration::from_nanos(ns));
                 Ok(())

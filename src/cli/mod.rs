@@ -16,7 +16,7 @@ use std::path::PathBuf;
 pub use doc::{help_text, man_page};
 pub use flags::{Category, FLAGS, Flag, Kind, TIMING_ENV, TimingVar};
 
-use crate::backend::BackendKind;
+use crate::settings::BackendKind;
 use crate::settings::Secret;
 
 /// What the process was asked to do.
@@ -73,7 +73,7 @@ pub struct LowArgs {
     pub config_file: Option<PathBuf>,
     pub backend: Option<BackendKind>,
     pub log_level: Option<log::LevelFilter>,
-    pub log_format: Option<crate::logging::LogFormat>,
+    pub log_format: Option<crate::settings::LogFormat>,
     /// Validated `HOST:PORT`.
     pub metrics_addr: Option<String>,
     pub drain_timeout: Option<std::time::Duration>,

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::duration::{self, DurationError};
 use super::quantity;
+use super::yaml_json::kind_of;
+use crate::duration::{self, DurationError};
 use crate::settings::PullPolicy;
 
 /// Top-level keys, in schema order (kept in sync with [`FileConfig`] by a test).
@@ -196,18 +197,6 @@ pub fn decode(text: &str) -> Result<FileConfig, DecodeError> {
         }
     }
     serde_norway::from_str(text).map_err(|e| yaml_error(&e))
-}
-
-pub(crate) fn kind_of(v: &serde_norway::Value) -> &'static str {
-    match v {
-        serde_norway::Value::Null => "null",
-        serde_norway::Value::Bool(_) => "a boolean",
-        serde_norway::Value::Number(_) => "a number",
-        serde_norway::Value::String(_) => "a string",
-        serde_norway::Value::Sequence(_) => "a sequence",
-        serde_norway::Value::Mapping(_) => "a mapping",
-        serde_norway::Value::Tagged(_) => "a tagged value",
-    }
 }
 
 /// Rewrites a serde_norway error (`backend.docker: unknown field `x`, expected one of `a`, `b`
@@ -417,12 +406,12 @@ fn go_duration(key: &str, v: Option<&str>) -> Result<Option<i64>, String> {
 
 fn check_ops(problems: &mut Vec<String>, cfg: &FileConfig) {
     if let Some(f) = cfg.log_format.as_deref()
-        && crate::logging::LogFormat::parse(f).is_none()
+        && crate::settings::LogFormat::parse(f).is_none()
     {
         problems.push(format!("log_format must be text or json (got {f:?})"));
     }
     if let Some(addr) = cfg.metrics_addr.as_deref().filter(|a| !a.is_empty())
-        && let Err(why) = crate::ops::http::bind_address(addr)
+        && let Err(why) = crate::settings::bind_address(addr)
     {
         problems.push(format!("metrics_addr: {why}"));
     }

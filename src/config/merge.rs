@@ -16,10 +16,10 @@ use super::file::{
 };
 use super::values::{check_url, check_volume, expand_path, overlay, parse_env_flag};
 use super::{ConfigError, Resolved};
-use crate::backend::BackendKind;
 use crate::cli::{LowArgs, Mode, TIMING_ENV};
-use crate::config::duration::{self, Sign};
-use crate::logging::LogFormat;
+use crate::duration::{self, Sign};
+use crate::settings::BackendKind;
+use crate::settings::LogFormat;
 use crate::settings::{
     self, BackendSettings, CommandSettings, DirectSettings, DockerSettings, EnvList,
     KubernetesSettings, PullPolicy, Secret, Settings, Timing,

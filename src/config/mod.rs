@@ -4,7 +4,6 @@
 //! (see `merge.rs` for the rules and where we deliberately differ). The environment is passed
 //! in as a lookup function so tests never touch the process environment.
 
-pub mod duration;
 pub mod file;
 mod merge;
 pub mod quantity;
@@ -15,8 +14,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::backend::BackendKind;
 use crate::cli::{LowArgs, Mode};
+use crate::settings::BackendKind;
 use crate::settings::Settings;
 
 pub use merge::resolve_with_cwd;

@@ -45,7 +45,7 @@ fn convert(v: &Yaml, path: &str) -> Result<Json, String> {
                     other => {
                         return Err(format!(
                             "{path}: mapping keys must be scalars, not {}",
-                            super::file::kind_of(other)
+                            kind_of(other)
                         ));
                     }
                 };
@@ -58,6 +58,18 @@ fn convert(v: &Yaml, path: &str) -> Result<Json, String> {
             return Err(format!("{path}: YAML tags ({}) are not supported", t.tag));
         }
     })
+}
+
+pub(crate) fn kind_of(v: &serde_norway::Value) -> &'static str {
+    match v {
+        serde_norway::Value::Null => "null",
+        serde_norway::Value::Bool(_) => "a boolean",
+        serde_norway::Value::Number(_) => "a number",
+        serde_norway::Value::String(_) => "a string",
+        serde_norway::Value::Sequence(_) => "a sequence",
+        serde_norway::Value::Mapping(_) => "a mapping",
+        serde_norway::Value::Tagged(_) => "a tagged value",
+    }
 }
 
 #[cfg(test)]

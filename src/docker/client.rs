@@ -10,9 +10,10 @@ use serde::de::DeserializeOwned;
 
 use super::cli_config::{EnvLookup, var};
 use super::discovery::{self, DEFAULT_SOCKET};
+use super::endpoint::Endpoint;
 use super::error::DockerError;
-use super::http::{self, Body, Request, Response, Timeouts};
-use super::transport::{Abort, Endpoint};
+use super::response::Response;
+use crate::http::{self, Abort, Body, Request, Timeouts};
 
 /// A Docker Engine API version, e.g. `1.41`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -173,12 +174,15 @@ impl Client {
         let request = Request {
             method,
             target,
-            headers,
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value))
+                .collect(),
             body,
             timeouts,
-            upgrade: false,
+            upgrade: None,
         };
-        http::send(&self.endpoint, self.abort.as_ref(), request)
+        Ok(http::send(&self.endpoint.http, self.abort.as_ref(), request)?.into())
     }
 
     pub(crate) fn send_upgrade(&self, target: String) -> Result<Response, DockerError> {
@@ -188,9 +192,9 @@ impl Client {
             headers: Vec::new(),
             body: Body::Empty,
             timeouts: self.timeouts,
-            upgrade: true,
+            upgrade: Some("tcp"),
         };
-        http::send(&self.endpoint, self.abort.as_ref(), request)
+        Ok(http::send(&self.endpoint.http, self.abort.as_ref(), request)?.into())
     }
 
     /// A bodiless request with the default timeouts.

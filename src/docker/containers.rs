@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{Client, query, segment};
 use super::error::DockerError;
-use super::http::{Body, Response, Timeouts};
+use super::response::Response;
+use crate::http::{Body, Timeouts};
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -320,7 +321,7 @@ impl Client {
             "POST",
             target,
             Vec::new(),
-            Body::Json(body),
+            Body::json(body),
             self.timeouts(),
         )?;
         if !response.is_success() {

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::cli_config::{CliConfig, EnvLookup, config_dir, var};
+use super::endpoint::{Address, Endpoint};
 use super::error::DockerError;
 use super::tls::{self, TlsFiles};
-use super::transport::{Address, Endpoint};
 
 /// The daemon's conventional socket.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -53,11 +53,7 @@ pub(crate) fn discover(env: EnvLookup<'_>, default_socket: &Path) -> Result<Endp
 }
 
 fn local_socket(env: EnvLookup<'_>, default_socket: &Path) -> Endpoint {
-    let endpoint = |path: PathBuf, source: &str| Endpoint {
-        address: Address::Unix(path),
-        tls: None,
-        source: source.to_string(),
-    };
+    let endpoint = |path: PathBuf, source: &str| Endpoint::new(Address::Unix(path), None, source);
     if default_socket.exists() {
         return endpoint(default_socket.to_path_buf(), "default socket");
     }
@@ -153,11 +149,7 @@ fn parse_host(raw: &str, source: String, tls: TlsChoice) -> Result<Endpoint, Doc
             ));
         }
     };
-    Ok(Endpoint {
-        address,
-        tls,
-        source,
-    })
+    Ok(Endpoint::new(address, tls, source))
 }
 
 /// `host[:port][/]`, with IPv6 hosts in brackets.

@@ -41,7 +41,7 @@ impl Machine {
 }
 
 fn unix_path(e: &Endpoint) -> PathBuf {
-    match &e.address {
+    match e.address() {
         Address::Unix(p) => p.clone(),
         other => panic!("not unix: {other:?}"),
     }
@@ -136,7 +136,7 @@ fn docker_config_moves_the_config_and_context_store() {
     );
     let e = m.discover(&[("DOCKER_CONFIG", &cfg)]).unwrap();
     assert_eq!(
-        e.address,
+        e.address().clone(),
         Address::Tcp {
             host: "10.1.2.3".into(),
             port: 2375
@@ -229,7 +229,7 @@ fn host_urls() {
             },
         )
     };
-    let tcp = |raw: &str| plain(raw).map(|e| e.address);
+    let tcp = |raw: &str| plain(raw).map(|e| e.address().clone());
     assert_eq!(
         tcp("unix:///var/run/docker.sock").unwrap(),
         Address::Unix("/var/run/docker.sock".into())

@@ -3,33 +3,11 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
-use std::time::Duration;
 
-use super::codec::CodecError;
 use super::frames::FrameError;
+use crate::http::HttpError;
 
-/// The I/O phase of a request; timeouts and I/O errors name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Connect,
-    SendRequest,
-    SendBody,
-    ReceiveHead,
-    ReceiveBody,
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Phase::Connect => "connecting",
-            Phase::SendRequest => "sending the request",
-            Phase::SendBody => "sending the request body",
-            Phase::ReceiveHead => "waiting for the response head",
-            Phase::ReceiveBody => "receiving the response body",
-        })
-    }
-}
+pub use crate::http::Phase;
 
 /// Everything that can go wrong talking to Docker. Non-2xx answers that an endpoint does not
 /// model as data (see each method) arrive as [`DockerError::Status`].
@@ -38,42 +16,10 @@ impl fmt::Display for Phase {
 pub enum DockerError {
     /// Endpoint discovery, context store, CLI config or TLS material; the message says what to fix.
     Config(String),
-    /// The unix socket file does not exist.
-    NoSocket {
-        path: PathBuf,
-    },
-    /// The unix socket exists but we may not connect to it.
-    PermissionDenied {
-        path: PathBuf,
-    },
-    /// Any other connect failure (refused, unreachable, DNS, TLS handshake).
-    Connect {
-        endpoint: String,
-        source: io::Error,
-    },
-    Timeout {
-        phase: Phase,
-        endpoint: String,
-        request: String,
-        after: Duration,
-    },
-    Io {
-        phase: Phase,
-        endpoint: String,
-        request: String,
-        source: io::Error,
-    },
-    /// Reading the caller's request body (e.g. a tar stream) failed.
-    BodySource {
-        request: String,
-        source: io::Error,
-    },
-    /// The daemon's bytes were not valid HTTP/1.1.
-    Protocol {
-        endpoint: String,
-        request: String,
-        source: CodecError,
-    },
+    /// Talking to the daemon failed: connect (no socket, permission, refused, TLS), a phase
+    /// timeout, an I/O error, a malformed response, an oversized body, an abort. Displayed in
+    /// Docker's words (what to check, `DOCKER_HOST`).
+    Http(HttpError),
     /// A log or attach stream that is not in Docker's multiplexed format.
     Framing {
         request: String,
@@ -90,11 +36,6 @@ pub enum DockerError {
         request: String,
         message: String,
     },
-    /// A response body over our size cap.
-    TooLarge {
-        request: String,
-        limit: usize,
-    },
     UnsupportedPlatform(String),
     ApiTooOld {
         version: String,
@@ -104,10 +45,6 @@ pub enum DockerError {
     Pull {
         image: String,
         message: String,
-    },
-    /// Cancelled through an [`super::Abort`].
-    Aborted {
-        request: String,
     },
     /// Looking up registry credentials failed; callers usually warn and pull anonymously.
     Credentials {
@@ -127,7 +64,14 @@ impl DockerError {
 
     /// Whether this is an abort requested through [`super::Abort`].
     pub fn is_aborted(&self) -> bool {
-        matches!(self, DockerError::Aborted { .. })
+        matches!(self, DockerError::Http(e) if e.is_aborted())
+    }
+
+    /// An abort of `request` (for code that ends a call itself, as an abort would).
+    pub fn aborted(request: impl Into<String>) -> DockerError {
+        DockerError::Http(HttpError::Aborted {
+            request: request.into(),
+        })
     }
 
     /// Whether the daemon gave a definitive answer (a status), as opposed to a transport failure
@@ -141,52 +85,7 @@ impl fmt::Display for DockerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DockerError::Config(message) => f.write_str(message),
-            DockerError::NoSocket { path } => write!(
-                f,
-                "no Docker socket at {}: is the Docker daemon running? set DOCKER_HOST to its address",
-                path.display()
-            ),
-            DockerError::PermissionDenied { path } => write!(
-                f,
-                "permission denied on {}: add the worker's user to the docker group or set DOCKER_HOST",
-                path.display()
-            ),
-            DockerError::Connect { endpoint, source } => match source.kind() {
-                io::ErrorKind::ConnectionRefused => write!(
-                    f,
-                    "cannot connect to Docker at {endpoint}: connection refused: is the daemon running and listening there? check DOCKER_HOST"
-                ),
-                _ => write!(f, "cannot connect to Docker at {endpoint}: {source}"),
-            },
-            DockerError::Timeout {
-                phase,
-                endpoint,
-                request,
-                after,
-            } => write!(
-                f,
-                "Docker request {request} to {endpoint} timed out after {after:?} while {phase}"
-            ),
-            DockerError::Io {
-                phase,
-                endpoint,
-                request,
-                source,
-            } => write!(
-                f,
-                "Docker request {request} to {endpoint} failed while {phase}: {source}"
-            ),
-            DockerError::BodySource { request, source } => {
-                write!(f, "reading the request body for {request} failed: {source}")
-            }
-            DockerError::Protocol {
-                endpoint,
-                request,
-                source,
-            } => write!(
-                f,
-                "malformed HTTP response from {endpoint} to {request}: {source}: is this a Docker daemon?"
-            ),
+            DockerError::Http(e) => docker_words(e, f),
             DockerError::Framing { request, source } => {
                 write!(f, "bad stream from Docker for {request}: {source}")
             }
@@ -201,10 +100,6 @@ impl fmt::Display for DockerError {
                     "unexpected response body from Docker for {request}: {message}"
                 )
             }
-            DockerError::TooLarge { request, limit } => write!(
-                f,
-                "response body from Docker for {request} is larger than {limit} bytes"
-            ),
             DockerError::UnsupportedPlatform(platform) => write!(
                 f,
                 "unsupported Docker platform {platform} (only linux/amd64 and linux/arm64 are supported)"
@@ -216,7 +111,6 @@ impl fmt::Display for DockerError {
             DockerError::Pull { image, message } => {
                 write!(f, "failed to pull image {image}: {message}")
             }
-            DockerError::Aborted { request } => write!(f, "Docker request {request} was aborted"),
             DockerError::Credentials { registry, message } => {
                 write!(f, "registry credentials for {registry}: {message}")
             }
@@ -224,13 +118,62 @@ impl fmt::Display for DockerError {
     }
 }
 
+impl From<HttpError> for DockerError {
+    /// The shared client's error, kept whole. Its endpoint text is already Docker's (`unix://…`,
+    /// `tcp://…`): [`super::Endpoint`] labels the HTTP endpoint that way.
+    fn from(e: HttpError) -> DockerError {
+        match e {
+            HttpError::Config(message) => DockerError::Config(message),
+            HttpError::Json { request, message } => DockerError::Json { request, message },
+            e => DockerError::Http(e),
+        }
+    }
+}
+
+/// A transport failure in Docker's words: what to check, where. Request-level failures read as
+/// the shared client words them, prefixed with "Docker".
+fn docker_words(e: &HttpError, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    use io::ErrorKind::ConnectionRefused;
+    match e {
+        HttpError::NoSocket { path } => write!(
+            f,
+            "no Docker socket at {}: is the Docker daemon running? set DOCKER_HOST to its address",
+            path.display()
+        ),
+        HttpError::PermissionDenied { path } => write!(
+            f,
+            "permission denied on {}: add the worker's user to the docker group or set DOCKER_HOST",
+            path.display()
+        ),
+        HttpError::Connect {
+            phase,
+            endpoint,
+            source,
+        } => {
+            write!(f, "cannot connect to Docker at {endpoint}: ")?;
+            match phase {
+                Phase::Connect if source.kind() == ConnectionRefused => write!(
+                    f,
+                    "connection refused: is the daemon running and listening there? check DOCKER_HOST"
+                ),
+                Phase::Connect => write!(f, "{source}"),
+                _ => write!(f, "{phase}: {source}"),
+            }
+        }
+        HttpError::Protocol { .. } => write!(f, "{e}: is this a Docker daemon?"),
+        HttpError::Timeout { .. }
+        | HttpError::Io { .. }
+        | HttpError::TooLarge { .. }
+        | HttpError::Aborted { .. } => write!(f, "Docker {e}"),
+        // The rest (a failing body source, a proxy refusal) already reads well.
+        e => write!(f, "{e}"),
+    }
+}
+
 impl std::error::Error for DockerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            DockerError::Connect { source, .. }
-            | DockerError::Io { source, .. }
-            | DockerError::BodySource { source, .. } => Some(source),
-            DockerError::Protocol { source, .. } => Some(source),
+            DockerError::Http(e) => e.source(),
             DockerError::Framing { source, .. } => Some(source),
             _ => None,
         }
@@ -248,16 +191,16 @@ mod tests {
 
     #[test]
     fn socket_errors_say_what_to_fix() {
-        let e = DockerError::PermissionDenied {
+        let e = DockerError::Http(HttpError::PermissionDenied {
             path: "/var/run/docker.sock".into(),
-        };
+        });
         assert_eq!(
             e.to_string(),
             "permission denied on /var/run/docker.sock: add the worker's user to the docker group or set DOCKER_HOST"
         );
-        let e = DockerError::NoSocket {
+        let e = DockerError::Http(HttpError::NoSocket {
             path: "/var/run/docker.sock".into(),
-        };
+        });
         assert_eq!(
             e.to_string(),
             "no Docker socket at /var/run/docker.sock: is the Docker daemon running? set DOCKER_HOST to its address"
@@ -271,12 +214,12 @@ mod tests {
 
     #[test]
     fn timeouts_name_the_phase_and_endpoint() {
-        let e = DockerError::Timeout {
+        let e = DockerError::Http(HttpError::Timeout {
             phase: Phase::ReceiveHead,
             endpoint: "unix:///run/d.sock".into(),
             request: "GET /_ping".into(),
-            after: Duration::from_secs(5),
-        };
+            after: std::time::Duration::from_secs(5),
+        });
         assert_eq!(
             e.to_string(),
             "Docker request GET /_ping to unix:///run/d.sock timed out after 5s while waiting for the response head"
@@ -293,17 +236,7 @@ mod tests {
         assert_eq!(status(409).status(), Some(409));
         assert!(status(409).is_definitive());
         assert!(!status(500).is_definitive());
-        assert!(
-            !DockerError::Aborted {
-                request: "x".into()
-            }
-            .is_definitive()
-        );
-        assert!(
-            DockerError::Aborted {
-                request: "x".into()
-            }
-            .is_aborted()
-        );
+        assert!(!DockerError::aborted("x").is_definitive());
+        assert!(DockerError::aborted("x").is_aborted());
     }
 }

@@ -71,11 +71,13 @@ impl Demuxer {
             match self.frame {
                 Some((kind, remaining)) => {
                     let rest = &input[used..];
-                    let n = rest.len().min(remaining as usize);
-                    if n == 0 {
+                    // `n` is at most `remaining`, a u32, so it converts back losslessly.
+                    let take = u32::try_from(rest.len()).unwrap_or(u32::MAX).min(remaining);
+                    if take == 0 {
                         return Ok((used, None));
                     }
-                    let left = remaining - n as u32;
+                    let n = take as usize;
+                    let left = remaining - take;
                     self.frame = (left > 0).then_some((kind, left));
                     return Ok((used + n, Some((kind, &rest[..n]))));
                 }
@@ -136,7 +138,7 @@ mod tests {
 
     fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
         let mut v = vec![kind, 0, 0, 0];
-        v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        v.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
         v.extend_from_slice(payload);
         v
     }

@@ -1,8 +1,14 @@
-//! The driver against scripted unix-socket servers: phases, deadlines, hostile daemons.
+//! The shared HTTP driver through the Docker client, against scripted unix-socket servers:
+//! phases, deadlines, hostile daemons, and Docker's reading of the answers.
 
 use super::*;
+use crate::docker::{Endpoint, Phase};
+use crate::http::{Abort, Body, HttpError, Timeouts, codec};
+
 use crate::docker::client::Client;
 use crate::docker::testutil::TempDir;
+use std::io::{self, Read, Write};
+use std::time::Duration;
 
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::mpsc;
@@ -65,10 +71,10 @@ fn a_silent_daemon_times_out_waiting_for_the_head() {
     assert!(
         matches!(
             err,
-            DockerError::Timeout {
+            DockerError::Http(HttpError::Timeout {
                 phase: Phase::ReceiveHead,
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -91,10 +97,10 @@ fn a_stalled_body_times_out_in_the_body_phase() {
     assert!(
         matches!(
             err,
-            DockerError::Timeout {
+            DockerError::Http(HttpError::Timeout {
                 phase: Phase::ReceiveBody,
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -123,7 +129,10 @@ fn hostile_responses_are_protocol_errors() {
             conn.write_all(&answer).unwrap();
         });
         let err = get(&client).and_then(|r| r.bytes(1024)).unwrap_err();
-        assert!(matches!(err, DockerError::Protocol { .. }), "{err}");
+        assert!(
+            matches!(err, DockerError::Http(HttpError::Protocol { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains(expected), "{err}");
     }
 }
@@ -159,10 +168,10 @@ fn a_hangup_before_the_head_is_an_io_error() {
     assert!(
         matches!(
             err,
-            DockerError::Io {
+            DockerError::Http(HttpError::Io {
                 phase: Phase::ReceiveHead,
                 ..
-            }
+            })
         ),
         "{err}"
     );

@@ -9,9 +9,10 @@ use super::auth::RegistryAuth;
 use super::client::{Client, query, segment};
 use super::containers::Removal;
 use super::error::DockerError;
-use super::http::{Body, Response, Timeouts};
 use super::reference::ImageRef;
+use super::response::Response;
 use super::system::Platform;
+use crate::http::{Body, JsonLines, Timeouts};
 
 /// `GET /images/{name}/json`, the fields we use.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -93,37 +94,15 @@ fn read_progress(
     on_line: &mut dyn FnMut(&PullProgress),
 ) -> Result<String, DockerError> {
     let request = response.request().to_string();
-    let mut body = response.body;
-    let mut pending = Vec::new();
-    let mut chunk = vec![0u8; 16 * 1024];
+    let mut lines = JsonLines::new(response.body, request.clone(), LINE_LIMIT);
     let mut last = String::new();
-    loop {
-        let n = body.read_body(&mut chunk)?;
-        pending.extend_from_slice(&chunk[..n]);
-        let mut start = 0;
-        while let Some(i) = pending[start..].iter().position(|&b| b == b'\n') {
-            if let Some(p) = progress_line(&pending[start..start + i], &request, image)? {
-                on_line(&p);
-                last = p.status;
-            }
-            start += i + 1;
-        }
-        pending.drain(..start);
-        if pending.len() > LINE_LIMIT {
-            return Err(DockerError::TooLarge {
-                request,
-                limit: LINE_LIMIT,
-            });
-        }
-        if n == 0 {
-            // A final line without a newline still counts.
-            if let Some(p) = progress_line(&pending, &request, image)? {
-                on_line(&p);
-                last = p.status;
-            }
-            return Ok(last);
+    while let Some(line) = lines.next_line()? {
+        if let Some(p) = progress_line(line, &request, image)? {
+            on_line(&p);
+            last = p.status;
         }
     }
+    Ok(last)
 }
 
 /// One progress line: `None` if blank, an error if it reports one.

@@ -13,11 +13,11 @@
 //! # Layers
 //! ```text
 //! Client methods (system, images, containers, streams, volumes)   JSON via serde, status as data
-//!   └─ http.rs     the one I/O driver: connect → send request → [send body] → receive head →
-//!                  receive body, each phase with its deadline; timeouts name the phase
-//!        ├─ codec.rs      sans-IO HTTP/1.1: request heads, chunked, response heads (64 KiB cap)
-//!        └─ transport.rs  Stream = unix | tcp | tls (rustls + ring); Abort
-//! discovery.rs + tls.rs + cli_config.rs   where the daemon is and how to secure it
+//!   └─ response.rs  Docker's reading of a response: `{"message": …}` errors, size limits
+//!        └─ crate::http  the shared HTTP/1.1 client: connect → send request → [send body] →
+//!                        receive head → receive body, each phase with its deadline; Abort;
+//!                        sans-IO codec; Stream = unix | tcp | tls (rustls + ring)
+//! endpoint.rs + discovery.rs + tls.rs + cli_config.rs   where the daemon is, how to secure it
 //! auth.rs + credhelper.rs + reference.rs  registry credentials and X-Registry-Auth
 //! frames.rs                               the 8-byte multiplexed stream demuxer (pure)
 //! ```
@@ -44,7 +44,8 @@
 //! [`DockerError::is_definitive`] tells a definite refusal from an unknown outcome.
 //!
 //! # Design notes
-//! - The HTTP/1.1 codec is ours, not `ureq-proto`: measured in a release build (opt-level s, fat
+//! - The HTTP client is the crate's own ([`crate::http`], see ARCHITECTURE.md); its codec is
+//!   ours, not `ureq-proto`: measured in a release build (opt-level s, fat
 //!   LTO, next to tungstenite), ours adds ~14 KiB and no crate; `ureq-proto` 0.7 adds ~66 KiB
 //!   and two crates (itself and a second `base64`). Docker needs little HTTP: no redirects, no
 //!   100-continue, no pooling, plus the 101 hijack.
@@ -60,28 +61,28 @@
 //! # Cancellation
 //! Calls block. To end one from another thread (a task cancelled while waiting on its
 //! container), run it on a client from [`Client::with_abort`] and call [`Abort::abort`]: the
-//! socket is shut down and the call returns [`DockerError::Aborted`].
+//! socket is shut down and the call returns an error for which [`DockerError::is_aborted`] holds.
 
 pub mod auth;
 // Shared with the link's proxy auth and OTLP; re-exported so Docker code reads naturally.
 pub use crate::base64;
 mod cli_config;
 mod client;
-pub use crate::http::codec;
 mod containers;
 mod credhelper;
 mod discovery;
+mod endpoint;
 mod error;
 pub mod frames;
-mod http;
 mod images;
 pub mod reference;
+mod response;
 mod streams;
 mod system;
 mod tls;
-mod transport;
 mod volumes;
 
+pub use crate::http::{Abort, Timeouts};
 pub use auth::{Credential, RegistryAuth};
 pub use cli_config::EnvLookup;
 pub use client::{ApiVersion, Client, MAX_API_VERSION, MIN_API_VERSION};
@@ -90,14 +91,13 @@ pub use containers::{
     KillOutcome, Removal, StartOutcome, StopOutcome, WaitCondition, WaitExit, Waiter,
 };
 pub use discovery::DEFAULT_SOCKET;
+pub use endpoint::{Address, Endpoint};
 pub use error::{DockerError, Phase};
 pub use frames::{Demuxer, StreamKind};
-pub use http::Timeouts;
 pub use images::{ImageInspect, PullProgress};
 pub use reference::ImageRef;
 pub use streams::{AttachOptions, Attached, ExportStream, LogChunk, LogStream, LogsOptions};
 pub use system::{Daemon, Platform, VersionInfo};
-pub use transport::{Abort, Address, Endpoint};
 pub use volumes::Volume;
 
 #[cfg(test)]
@@ -141,7 +141,7 @@ pub(crate) mod testutil {
 
     /// The decoded body of a recorded HTTP response.
     pub(crate) fn fixture_body(raw: &[u8]) -> Vec<u8> {
-        use super::codec::{BodyDecoder, MAX_HEAD, parse_response_head, response_framing};
+        use crate::http::codec::{BodyDecoder, MAX_HEAD, parse_response_head, response_framing};
         let (used, head) = parse_response_head(raw, MAX_HEAD).unwrap().unwrap();
         let mut decoder = BodyDecoder::new(response_framing("GET", &head).unwrap());
         let mut out = vec![0u8; raw.len()];

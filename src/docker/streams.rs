@@ -5,8 +5,7 @@ use std::io::{self, Read, Write};
 use super::client::{Client, query, segment};
 use super::error::DockerError;
 use super::frames::{Demuxer, StreamKind};
-use super::http::{Body, BodyReader, Timeouts};
-use super::transport::{Registration, Stream};
+use crate::http::{Body, BodyReader, Registration, Stream, Timeouts};
 
 /// What `logs` returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -229,11 +228,13 @@ impl Client {
         let setup = stream
             .set_read_timeout(None)
             .and_then(|()| stream.set_write_timeout(Some(stall)));
-        setup.map_err(|e| DockerError::Io {
-            phase: super::error::Phase::ReceiveBody,
-            endpoint: self.endpoint().to_string(),
-            request,
-            source: e,
+        setup.map_err(|e| {
+            DockerError::Http(crate::http::HttpError::Io {
+                phase: super::error::Phase::ReceiveBody,
+                endpoint: self.endpoint().to_string(),
+                request,
+                source: e,
+            })
         })?;
         Ok(Attached {
             stream,

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::client::{ApiVersion, Client, MIN_API_VERSION, PING_TIMEOUTS};
 use super::error::DockerError;
-use super::http::Body;
+use crate::http::Body;
 
 /// `GET /version`, the fields we use.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

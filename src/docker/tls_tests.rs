@@ -3,51 +3,16 @@
 use super::*;
 use crate::docker::Client;
 use crate::docker::testutil::{TempDir, env};
+use crate::http::HttpError;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use rustls::{ServerConnection, StreamOwned};
 
-/// A CA with a server certificate for 127.0.0.1 and a client certificate.
-pub(crate) struct Pki {
-    pub ca_pem: String,
-    pub server_cert_pem: String,
-    pub server_key_pem: String,
-    pub client_cert_pem: String,
-    pub client_key_pem: String,
-}
-
-pub(crate) fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf = |names: Vec<String>, usage| {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_cert_pem, server_key_pem) = leaf(
-        vec!["127.0.0.1".into(), "localhost".into()],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let (client_cert_pem, client_key_pem) =
-        leaf(vec!["client".into()], ExtendedKeyUsagePurpose::ClientAuth);
-    Pki {
-        ca_pem: ca.pem(),
-        server_cert_pem,
-        server_key_pem,
-        client_cert_pem,
-        client_key_pem,
-    }
-}
+pub(crate) use crate::http::testutil::{Pki, pki};
 
 /// Writes `ca.pem` and, if `client`, `cert.pem` + `key.pem` into `dir`.
 pub(crate) fn write_client_files(dir: &TempDir, rel: &str, pki: &Pki, client: bool) {
@@ -61,31 +26,7 @@ pub(crate) fn write_client_files(dir: &TempDir, rel: &str, pki: &Pki, client: bo
 /// Serves one TLS connection that answers any request like `/_ping`; sends the request line
 /// it saw. The client CA is required when `require_client`.
 pub(crate) fn serve_once(pki: &Pki, require_client: bool) -> (u16, mpsc::Receiver<String>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = vec![CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes()).unwrap()];
-    let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .unwrap();
-    let config = if require_client {
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
-            .unwrap();
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .unwrap();
-        builder
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs, key)
-            .unwrap()
-    } else {
-        builder
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap()
-    };
-    let config = Arc::new(config);
+    let config = crate::http::testutil::server_config(pki, require_client);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = mpsc::channel();
@@ -157,7 +98,10 @@ fn a_server_requiring_client_certificates_rejects_a_client_without_one() {
         .ping()
         .unwrap_err();
     assert!(
-        matches!(err, DockerError::Io { .. } | DockerError::Connect { .. }),
+        matches!(
+            err,
+            DockerError::Http(HttpError::Io { .. } | HttpError::Connect { .. })
+        ),
         "{err}"
     );
 }

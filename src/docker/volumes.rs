@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::client::{Client, query, segment};
 use super::containers::Removal;
 use super::error::DockerError;
-use super::http::Body;
+use crate::http::Body;
 
 /// `GET /volumes/{name}`, the fields we use.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -48,7 +48,7 @@ impl Client {
             "POST",
             target,
             Vec::new(),
-            Body::Json(body.into_bytes()),
+            Body::json(body.into_bytes()),
             self.timeouts(),
         )?;
         if !response.is_success() {

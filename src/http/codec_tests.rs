@@ -449,7 +449,7 @@ fn junk(seed: &mut u64, n: usize) -> Vec<u8> {
             *seed ^= *seed << 13;
             *seed ^= *seed >> 7;
             *seed ^= *seed << 17;
-            (*seed >> 24) as u8
+            (*seed >> 24).to_le_bytes()[0]
         })
         .collect()
 }

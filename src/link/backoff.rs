@@ -27,7 +27,7 @@ impl Rng {
     pub(crate) fn from_entropy() -> Rng {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or(0);
         // Distinct seeds for links spawned in the same nanosecond (tests).
         static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -170,7 +170,7 @@ mod tests {
         let mut seen = [false; 4];
         for _ in 0..1000 {
             let v = r.up_to(3);
-            seen[v as usize] = true;
+            seen[usize::try_from(v).unwrap()] = true;
         }
         assert!(seen.iter().all(|s| *s));
         for _ in 0..1000 {

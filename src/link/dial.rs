@@ -1,20 +1,18 @@
-//! One dial: resolve and TCP connect (with a timeout, `TCP_NODELAY`), optional HTTP CONNECT
-//! through a proxy, TLS, then the WebSocket handshake, run blocking with socket timeouts. The
-//! finished socket is switched to non-blocking for the `poll(2)` loop.
+//! One dial: the socket (resolve, TCP connect with `TCP_NODELAY`, optional HTTP CONNECT through
+//! a proxy, TLS) from the shared HTTP client's [`crate::http::transport::connect`], then the
+//! WebSocket handshake, run blocking with socket timeouts. The finished socket is switched to
+//! non-blocking for the `poll(2)` loop.
 //!
-//! Each phase gets `write_timeout`. Every blocking call waits at most [`SLICE`] before the
-//! phase's [`Budget`] is checked again, so a shutdown requested in the middle of a dial stops it
-//! within a slice instead of after the whole timeout. Name resolution and TCP connect run on a
-//! short-lived helper thread (getaddrinfo has no timeout, connect cannot be sliced); an
-//! abandoned helper finishes on its own and drops its socket.
+//! The socket gets `write_timeout`, and so does the WebSocket handshake. Every blocking call waits
+//! at most [`SLICE`] before the shutdown deadline is checked again, so a shutdown requested in the
+//! middle of a dial stops it within a slice instead of after the whole timeout.
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io;
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::RecvTimeoutError;
 use rustls::ClientConfig;
 use tungstenite::handshake::client::{Request, generate_key};
 use tungstenite::http::HeaderValue;
@@ -22,17 +20,12 @@ use tungstenite::{HandshakeError, WebSocket};
 
 use super::backoff::parse_retry_after;
 use super::fmt_duration;
-use super::http_head::parse_response_head;
-use super::proxy::{self, Proxy};
-use super::tls;
 use super::transport::{Transport, ws_config};
 use super::url::{Host, WsUrl};
 use super::wake::StopAt;
-
-/// The longest single blocking wait inside a dial.
-const SLICE: Duration = Duration::from_millis(100);
-/// Each address gets an equal share of the connect budget, but at least this much.
-const MIN_ATTEMPT: Duration = Duration::from_secs(2);
+use crate::http::proxy::Proxy;
+use crate::http::transport::{self as http_transport, Address, Endpoint, SLICE};
+use crate::http::{HttpError, Phase};
 
 /// Why one dial failed. The text never holds a secret.
 #[derive(Debug)]
@@ -195,27 +188,33 @@ impl Dialer {
 
     /// Dials once.
     pub(crate) fn dial(&self) -> Result<WebSocket<Transport>, DialError> {
-        let target = self.url.host.with_port(self.url.port);
-        let (host, port, shown) = match &self.proxy {
-            Some(p) => (p.host.clone(), p.port, p.display()),
-            None => (self.url.host.clone(), self.url.port, target.clone()),
+        let host = match &self.url.host {
+            Host::Ip(ip) => ip.to_string(),
+            Host::Name(n) => n.clone(),
         };
-        let tcp = connect(host, port, &self.budget("connect to", shown.clone()))?;
-        // Small frames would otherwise wait on Nagle and delayed ACKs.
-        tcp.set_nodelay(true).map_err(|error| DialError::Connect {
-            target: shown.clone(),
-            error,
-        })?;
-        if let Some(p) = &self.proxy {
-            self.tunnel(&tcp, p, &target)?;
+        let mut endpoint = Endpoint::new(Address::Tcp {
+            host,
+            port: self.url.port,
+        })
+        .with_proxy(self.proxy.clone());
+        endpoint.user_agent = Some(
+            self.headers
+                .user_agent
+                .to_str()
+                .unwrap_or("oz-agent-worker")
+                .to_owned(),
+        );
+        if self.url.secure
+            && let Some(cfg) = &self.tls
+        {
+            endpoint = endpoint.with_tls(Arc::clone(cfg));
         }
-        let transport = match &self.tls {
-            Some(cfg) if self.url.secure => {
-                let budget = self.budget("TLS handshake with", self.url.host.to_string());
-                tls::handshake(tcp, cfg, &self.url.host, &budget)?
-            }
-            _ => Transport::plain(tcp),
-        };
+        let stop = || self.stop.passed(Instant::now());
+        let stream = http_transport::connect(&endpoint, self.timeout, &stop)
+            .map_err(|e| self.connect_error(e))?;
+        let transport = Transport::from_stream(stream).ok_or_else(|| DialError::Handshake {
+            error: "the dialled stream is not TCP".into(),
+        })?;
         let ws = self.ws_handshake(transport)?;
         ws.get_ref()
             .tcp()
@@ -226,53 +225,67 @@ impl Dialer {
         Ok(ws)
     }
 
-    /// HTTP CONNECT `target` through the proxy; the proxy resolves the target's name.
-    fn tunnel(&self, mut tcp: &TcpStream, p: &Proxy, target: &str) -> Result<(), DialError> {
-        let proxy = p.display();
-        let budget = self.budget("CONNECT through proxy", proxy.clone());
-        let failed = |error: String| DialError::Proxy {
-            proxy: proxy.clone(),
-            error,
+    /// The link's words for a failed socket dial: which hop (proxy or server) and which phase.
+    fn connect_error(&self, e: HttpError) -> DialError {
+        let target = self.url.host.with_port(self.url.port);
+        let (first_hop, proxy) = match &self.proxy {
+            Some(p) => (p.display(), p.display()),
+            None => (target.clone(), String::new()),
         };
-        let ua = self
-            .headers
-            .user_agent
-            .to_str()
-            .unwrap_or("oz-agent-worker");
-        // A few hundred bytes into a fresh socket: this write does not block in practice, and
-        // a partial write after a timeout could not be resumed with write_all.
-        budget.check()?;
-        let _ = tcp.set_write_timeout(Some(self.timeout));
-        tcp.write_all(&proxy::connect_request(p, target, ua))
-            .map_err(|e| failed(e.to_string()))?;
-        // Byte by byte: nothing past the head may be consumed (it belongs to the tunnel).
-        let mut head = Vec::with_capacity(256);
-        let mut byte = [0u8; 1];
-        let parsed = loop {
-            budget.arm(tcp)?;
-            match tcp.read(&mut byte) {
-                Ok(0) => {
-                    return Err(failed(
-                        "closed the connection before answering CONNECT".into(),
-                    ));
-                }
-                Ok(_) => head.push(byte[0]),
-                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(failed(e.to_string())),
-            }
-            match parse_response_head(&head) {
-                Ok(None) => {}
-                Ok(Some(h)) => break h,
-                Err(e) => return Err(failed(format!("bad CONNECT response: {e}"))),
-            }
-        };
-        if !(200..300).contains(&parsed.status) {
-            return Err(DialError::ProxyStatus {
+        match e {
+            HttpError::Aborted { .. } => DialError::Deadline,
+            HttpError::ProxyStatus { proxy, status } => DialError::ProxyStatus { proxy, status },
+            HttpError::Timeout { phase, .. } => DialError::Timeout {
+                phase: match phase {
+                    Phase::Proxy => "CONNECT through proxy",
+                    Phase::Tls => "TLS handshake with",
+                    _ => "connect to",
+                },
+                target: match phase {
+                    Phase::Proxy => proxy,
+                    Phase::Tls => self.url.host.to_string(),
+                    _ => first_hop,
+                },
+            },
+            HttpError::Connect {
+                phase: Phase::Resolve,
+                source,
+                ..
+            } => DialError::Resolve {
+                host: match &self.proxy {
+                    Some(p) => p.host.to_string(),
+                    None => self.url.host.to_string(),
+                },
+                error: source.to_string(),
+            },
+            HttpError::Connect {
+                phase: Phase::Proxy,
+                source,
+                ..
+            } => DialError::Proxy {
                 proxy,
-                status: parsed.status,
-            });
+                error: source.to_string(),
+            },
+            HttpError::Connect {
+                phase: Phase::Tls,
+                source,
+                ..
+            } => DialError::Tls {
+                host: self.url.host.to_string(),
+                error: source.to_string(),
+            },
+            HttpError::Connect { source, .. } => DialError::Connect {
+                target: first_hop,
+                error: source,
+            },
+            HttpError::Config(error) => DialError::Tls {
+                host: self.url.host.to_string(),
+                error,
+            },
+            other => DialError::Handshake {
+                error: other.to_string(),
+            },
         }
-        Ok(())
     }
 
     fn request(&self) -> Result<Request, DialError> {
@@ -352,97 +365,6 @@ fn handshake_failure(e: tungstenite::Error) -> DialError {
             error: other.to_string(),
         },
     }
-}
-
-/// Resolves and connects on a helper thread, waiting for it in slices.
-fn connect(host: Host, port: u16, budget: &Budget) -> Result<TcpStream, DialError> {
-    budget.check()?;
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let end = budget.end;
-    let shown = budget.target.clone();
-    std::thread::Builder::new()
-        .name("oz-connect".into())
-        .spawn(move || {
-            let r = resolve(&host, port).and_then(|addrs| connect_any(&addrs, end, &shown));
-            // Nobody listening any more (shutdown or timeout): the socket is dropped here.
-            let _ = tx.send(r);
-        })
-        .map_err(|e| DialError::Connect {
-            target: budget.target.clone(),
-            error: e,
-        })?;
-    loop {
-        match rx.recv_timeout(budget.slice()) {
-            Ok(r) => return r,
-            Err(RecvTimeoutError::Timeout) => budget.check()?,
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(DialError::Connect {
-                    target: budget.target.clone(),
-                    error: io::Error::other("the connect helper thread ended without an answer"),
-                });
-            }
-        }
-    }
-}
-
-fn resolve(host: &Host, port: u16) -> Result<Vec<SocketAddr>, DialError> {
-    let name = match host {
-        Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, port)]),
-        Host::Name(n) => n,
-    };
-    match (name.as_str(), port).to_socket_addrs() {
-        Ok(addrs) => {
-            let addrs: Vec<_> = addrs.collect();
-            if addrs.is_empty() {
-                Err(DialError::Resolve {
-                    host: name.clone(),
-                    error: "no addresses".into(),
-                })
-            } else {
-                Ok(addrs)
-            }
-        }
-        Err(e) => Err(DialError::Resolve {
-            host: name.clone(),
-            error: e.to_string(),
-        }),
-    }
-}
-
-/// Tries each address in turn. Like Go's dialer, each attempt gets an equal share of what is
-/// left (but at least [`MIN_ATTEMPT`] when that much is left), so one black-holed address cannot
-/// use up the whole budget.
-fn connect_any(addrs: &[SocketAddr], end: Instant, shown: &str) -> Result<TcpStream, DialError> {
-    let mut last = None;
-    for (i, addr) in addrs.iter().enumerate() {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        let remaining = u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
-        let share = (left / remaining).max(MIN_ATTEMPT.min(left));
-        match TcpStream::connect_timeout(addr, share) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
-        }
-    }
-    match last {
-        Some(error) if !is_timeout(&error) => Err(DialError::Connect {
-            target: shown.to_owned(),
-            error,
-        }),
-        _ => Err(DialError::Timeout {
-            phase: "connect to",
-            target: shown.to_owned(),
-        }),
-    }
-}
-
-pub(crate) fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 #[cfg(test)]
@@ -532,29 +454,5 @@ mod tests {
         let e = b.check().unwrap_err();
         assert_eq!(e.to_string(), "connect to h:1: timed out");
         assert_eq!(b.slice(), Duration::from_millis(1));
-    }
-
-    #[test]
-    fn connect_reports_refusal_and_unresolvable_names() {
-        // A port nobody listens on: bind, note the port, close.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let stop = StopAt::new();
-        let b = Budget {
-            end: Instant::now() + Duration::from_secs(30),
-            stop: &stop,
-            phase: "connect to",
-            target: format!("127.0.0.1:{port}"),
-        };
-        let e = connect(Host::Ip([127, 0, 0, 1].into()), port, &b).unwrap_err();
-        assert!(matches!(e, DialError::Connect { .. }), "{e}");
-        let e = connect(Host::Name("no-such-host.invalid".into()), 1, &b).unwrap_err();
-        assert!(
-            matches!(e, DialError::Resolve { .. } | DialError::Timeout { .. }),
-            "{e}"
-        );
     }
 }

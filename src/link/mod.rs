@@ -17,13 +17,8 @@
 mod backoff;
 mod conn;
 mod dial;
-mod http_head;
 mod machine;
 mod outbox;
-mod proxy;
-mod tls;
-
-pub(crate) use tls::tls_config;
 mod transport;
 mod url;
 mod wake;
@@ -38,11 +33,34 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tungstenite::http::HeaderValue;
 
-pub use proxy::{ProxyEnv, ProxyError};
-pub use url::UrlError;
+pub use crate::http::host::UrlError;
+pub use crate::http::proxy::{ProxyEnv, ProxyError};
+
+use crate::http::proxy;
+use crate::http::tls::{Pem, TlsError, TlsOptions, Trust};
 
 use crate::protocol::{Inbound, Outbound};
 use crate::settings::{Secret, Timing};
+
+/// The rustls configuration for `wss://`: the system roots plus the optional PEM bundle.
+fn tls_config(ca_bundle: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, LinkError> {
+    let trust = match ca_bundle {
+        Some(path) => Trust::SystemAnd(Pem::File(path.to_owned())),
+        None => Trust::System,
+    };
+    let options = TlsOptions {
+        trust,
+        ..TlsOptions::default()
+    };
+    crate::http::tls::client_config(&options).map_err(|e| match (e, ca_bundle) {
+        (TlsError::Load { detail, .. }, Some(path)) => LinkError::CaBundle {
+            path: path.to_owned(),
+            reason: detail,
+        },
+        (TlsError::NoTrustAnchors, _) => LinkError::NoTrustAnchors,
+        (e, _) => LinkError::Tls(e.to_string()),
+    })
+}
 
 /// How long `shutdown` waits for the thread beyond the caller's deadline before giving up on it.
 const JOIN_GRACE: Duration = Duration::from_secs(2);
@@ -195,7 +213,7 @@ impl Link {
             log::info!("Using proxy {} for {}", p.display(), url.host_header());
         }
         let tls = if url.secure {
-            Some(tls::tls_config(cfg.ca_bundle.as_deref())?)
+            Some(tls_config(cfg.ca_bundle.as_deref())?)
         } else {
             None
         };

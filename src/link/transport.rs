@@ -40,6 +40,7 @@ enum Stream {
 }
 
 impl Transport {
+    #[cfg(test)]
     pub(crate) fn plain(tcp: TcpStream) -> Transport {
         Transport {
             stream: Stream::Plain(tcp),
@@ -47,11 +48,18 @@ impl Transport {
         }
     }
 
-    pub(crate) fn tls(tls: StreamOwned<ClientConnection, TcpStream>) -> Transport {
-        Transport {
-            stream: Stream::Tls(Box::new(tls)),
+    /// The link's view of a stream dialled by the HTTP client; `None` for a unix socket (the
+    /// link only dials TCP).
+    pub(crate) fn from_stream(stream: crate::http::Stream) -> Option<Transport> {
+        let stream = match stream {
+            crate::http::Stream::Tcp(s) => Stream::Plain(s),
+            crate::http::Stream::Tls(s) => Stream::Tls(s),
+            crate::http::Stream::Unix(_) => return None,
+        };
+        Some(Transport {
+            stream,
             received: 0,
-        }
+        })
     }
 
     pub(crate) fn tcp(&self) -> &TcpStream {

@@ -113,7 +113,7 @@ pub(crate) fn wait(
     // Round up so a sub-millisecond remainder does not become a busy zero timeout.
     let ms = timeout.as_micros().div_ceil(1000);
     let timeout =
-        PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+        PollTimeout::try_from(i32::try_from(ms).unwrap_or(i32::MAX)).unwrap_or(PollTimeout::MAX);
     let mut fds = Vec::with_capacity(2);
     fds.push(PollFd::new(wake.as_fd(), PollFlags::POLLIN));
     if let Some((fd, want_write)) = sock {

@@ -22,7 +22,6 @@
 //! duration histogram is not primed, as in the Go worker: a fake observation would distort
 //! quantiles.
 
-pub mod exporters;
 mod health;
 mod prometheus;
 
@@ -30,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
-use crate::backend::FailureReason;
+use crate::protocol::FailureReason;
 
 pub use health::{Health, NotReady};
 pub use prometheus::CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE;

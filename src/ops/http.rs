@@ -146,35 +146,7 @@ pub fn route(req: &Request, metrics: &Metrics, health: &Health) -> Response {
     }
 }
 
-/// Validates a `HOST:PORT` listen address and returns what to bind. An empty host (`:9464`)
-/// means every IPv4 interface, as in Go; IPv6 literals need brackets (`[::1]:9464`);
-/// `localhost` means `127.0.0.1`, as Go resolves it, so a scrape of `127.0.0.1` finds the
-/// listener whatever order the resolver returns `::1` and `127.0.0.1` in.
-pub fn bind_address(addr: &str) -> Result<String, String> {
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{addr:?} is not HOST:PORT"))?;
-    port.parse::<u16>()
-        .map_err(|_| format!("{addr:?} has an invalid port {port:?}"))?;
-    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
-        return Err(format!(
-            "{addr:?}: an IPv6 address must be in brackets, e.g. [::1]:{port}"
-        ));
-    }
-    if host
-        .chars()
-        .any(|c| c.is_whitespace() || c == '/' || c == '@')
-    {
-        return Err(format!("{addr:?} has an invalid host"));
-    }
-    Ok(if host.is_empty() {
-        format!("0.0.0.0:{port}")
-    } else if host.eq_ignore_ascii_case("localhost") {
-        format!("127.0.0.1:{port}")
-    } else {
-        addr.to_owned()
-    })
-}
+pub use crate::settings::bind_address;
 
 #[cfg(test)]
 mod tests {

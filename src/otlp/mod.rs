@@ -1,6 +1,6 @@
 //! OTLP/HTTP push of the worker's metrics (JSON encoding), on its own thread.
 //!
-//! Enabled by `OTEL_METRICS_EXPORTER=otlp` (see `metrics::exporters`); configured by the
+//! Enabled by `OTEL_METRICS_EXPORTER=otlp` (see `daemon::exporters`); configured by the
 //! standard OpenTelemetry variables (see [`config_from_env`]). Every `interval` the thread
 //! POSTs a cumulative snapshot to the endpoint; [`OtlpHandle::shutdown`] pushes one last time,
 //! bounded by [`FLUSH_BUDGET`]. A failing collector never affects the worker: the first
@@ -125,6 +125,21 @@ impl std::fmt::Display for PushError {
 
 impl std::error::Error for PushError {}
 
+/// The system roots plus the optional `ca_file`, as for the link.
+fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ClientConfig>, crate::http::tls::TlsError> {
+    use crate::http::tls::{Pem, TlsOptions, Trust};
+    let trust = match ca_file {
+        Some(path) => Trust::SystemAnd(Pem::File(path.to_owned())),
+        None => Trust::System,
+    };
+    crate::http::tls::client_config(&TlsOptions {
+        trust,
+        ..TlsOptions::default()
+    })
+}
+
 struct Pusher {
     config: OtlpConfig,
     metrics: Arc<Metrics>,
@@ -139,7 +154,7 @@ impl Pusher {
         let resource = resource(metrics.info(), &config.resource_env);
         let target = post::Target::parse(&config.endpoint);
         let tls = match &target {
-            Ok(t) if t.tls => match crate::link::tls_config(config.ca_file.as_deref()) {
+            Ok(t) if t.tls => match tls_config(config.ca_file.as_deref()) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     warn!(
@@ -191,8 +206,8 @@ impl Pusher {
             return Err(PushError::Transport("no TLS configuration".into()));
         }
         let body = encode(&self.metrics.snapshot(), &self.resource);
-        let request = post::request(target, &self.config.headers, &body);
-        let status = post::send(target, self.tls.as_ref(), &request, self.config.timeout)?;
+        let request = post::request(target, &self.config.headers, &body, self.config.timeout);
+        let status = post::send(&post::endpoint(target, self.tls.as_ref()), request)?;
         if (200..300).contains(&status) {
             Ok(())
         } else {

@@ -1,19 +1,16 @@
-//! One HTTP/1.1 POST per push, over TCP or rustls, with one deadline for the whole exchange.
+//! One HTTP/1.1 POST per push through the shared client ([`crate::http`]), each phase bounded by
+//! the push timeout.
 //!
 //! OTLP/HTTP needs nothing more: no redirects, no keep-alive (a push a minute), no response
-//! body (only the status matters, and the body is never logged). Hand-written because it costs
-//! a few kilobytes where an HTTP client crate cost about 320 KB of the static binary.
+//! body (only the status matters, and the body is never logged).
 
-use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use rustls::ClientConfig;
 
 use super::PushError;
-use crate::http::codec;
+use crate::http::{self, Body, Endpoint, HttpError, Request, Timeouts};
 
 /// A parsed `http://` or `https://` endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,21 +98,21 @@ fn parse_port(p: &str, url: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("{url:?} has an invalid port"))
 }
 
-/// The request head and body, ready to write. Header values are secrets: they only ever go
-/// to the socket.
+/// The POST of `body` to `target`. Header values are secrets: they only ever go to the socket.
 pub fn request(
     target: &Target,
     headers: &[(String, crate::settings::Secret)],
     body: &str,
-) -> Vec<u8> {
-    let mut out = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: oz-agent-worker/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        target.path,
-        target.host_header(),
-        crate::VERSION,
-        body.len()
-    )
-    .into_bytes();
+    timeout: Duration,
+) -> Request<'static> {
+    let mut request = Request::new("POST", target.path.clone())
+        .body(Body::json(body.as_bytes().to_vec()))
+        .timeouts(Timeouts {
+            connect: timeout,
+            send: timeout,
+            head: timeout,
+            body_idle: Some(timeout),
+        });
     for (name, value) in headers {
         // Names and values were validated when the configuration was read; a CR or LF here
         // would split the request, so such a header is dropped rather than sent.
@@ -127,147 +124,30 @@ pub fn request(
         {
             continue;
         }
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        request = request.header(name.as_str(), value);
     }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
-    out
+    request
 }
 
-/// Sends `request` and returns the response status.
-pub fn send(
-    target: &Target,
-    tls: Option<&Arc<ClientConfig>>,
-    request: &[u8],
-    timeout: Duration,
-) -> Result<u16, PushError> {
-    let deadline = Instant::now() + timeout;
-    let where_ = format!("{}:{}", target.host, target.port);
-    let transport = |what: &str, e: io::Error| {
-        PushError::Transport(format!("{what} {where_}: {}", describe(&e)))
-    };
-    let addrs = (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map_err(|e| transport("resolving", e))?;
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-    let mut tcp = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, remaining(deadline)?) {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last = e,
-        }
-    }
-    let tcp = tcp.ok_or_else(|| transport("connecting to", last))?;
-    let _ = tcp.set_nodelay(true);
-    let status = match tls {
-        Some(config) => {
-            let name = ServerName::try_from(target.host.clone())
-                .map_err(|e| PushError::Transport(format!("invalid TLS name: {e}")))?;
-            let conn = ClientConnection::new(Arc::clone(config), name)
-                .map_err(|e| PushError::Transport(format!("TLS setup: {e}")))?;
-            exchange(
-                StreamOwned::new(
-                    conn,
-                    tcp.try_clone()
-                        .map_err(|e| transport("cloning socket for", e))?,
-                ),
-                &tcp,
-                request,
-                deadline,
-            )
-        }
-        None => exchange(
-            tcp.try_clone()
-                .map_err(|e| transport("cloning socket for", e))?,
-            &tcp,
-            request,
-            deadline,
-        ),
-    };
-    status.map_err(|e| transport("talking to", e))
-}
-
-fn remaining(deadline: Instant) -> Result<Duration, PushError> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| PushError::Transport("timed out".into()))
-}
-
-fn describe(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".into(),
-        _ => e.to_string(),
+/// Where a push goes: `target` over TLS when it says `https`.
+pub fn endpoint(target: &Target, tls: Option<&Arc<ClientConfig>>) -> Endpoint {
+    let mut endpoint = Endpoint::tcp(target.host.clone(), target.port);
+    endpoint.host_header = Some(target.host_header());
+    match tls {
+        Some(config) if target.tls => endpoint.with_tls(Arc::clone(config)),
+        _ => endpoint,
     }
 }
 
-/// Largest response head read before giving up on finding the status line.
-const MAX_HEAD: usize = 16 * 1024;
-
-fn exchange<S: Read + Write>(
-    mut stream: S,
-    tcp: &TcpStream,
-    request: &[u8],
-    deadline: Instant,
-) -> io::Result<u16> {
-    let arm = |tcp: &TcpStream| -> io::Result<()> {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "timed out"))?;
-        tcp.set_write_timeout(Some(left))?;
-        tcp.set_read_timeout(Some(left))
-    };
-    arm(tcp)?;
-    stream.write_all(request)?;
-    stream.flush()?;
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    loop {
-        arm(tcp)?;
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed before a response",
-            ));
-        }
-        head.extend_from_slice(&buf[..n]);
-        if let Some(status) = status_of(&head) {
-            return status;
-        }
-        if head.len() > MAX_HEAD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "response head too large",
-            ));
-        }
-    }
-}
-
-/// The status code once the response head is complete (`None` until then), parsed by the
-/// shared codec. Interim 1xx responses are skipped.
-fn status_of(head: &[u8]) -> Option<io::Result<u16>> {
-    let mut rest = head;
-    loop {
-        match codec::parse_response_head(rest, MAX_HEAD) {
-            Ok(None) => return None,
-            Ok(Some((used, h))) if (100..200).contains(&h.status) => rest = &rest[used..],
-            Ok(Some((_, h))) => return Some(Ok(h.status)),
-            Err(e) => {
-                return Some(Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    e.to_string(),
-                )));
-            }
-        }
-    }
+/// Sends `request` and returns the response status (the body is not read).
+pub fn send(endpoint: &Endpoint, request: Request<'_>) -> Result<u16, PushError> {
+    let response = http::send(endpoint, None, request).map_err(|e| {
+        PushError::Transport(match &e {
+            HttpError::Timeout { phase, .. } => format!("{endpoint}: timed out while {phase}"),
+            _ => e.to_string(),
+        })
+    })?;
+    Ok(response.status())
 }
 
 #[cfg(test)]
@@ -319,12 +199,54 @@ mod tests {
                 crate::settings::Secret::new("a\r\nInjected: 1"),
             ),
         ];
-        let r = String::from_utf8(request(&t, &headers, "{}")).unwrap();
+        let req = request(&t, &headers, "{}", Duration::from_secs(1));
+        let bytes = http::client::encode(&endpoint(&t, None), &req).unwrap();
+        let r = String::from_utf8(bytes).unwrap();
         assert!(r.starts_with("POST /v1/metrics HTTP/1.1\r\nHost: c:4318\r\n"));
         assert!(r.contains("Content-Length: 2\r\n"));
         assert!(r.contains("X-Key: v1\r\n"));
         assert!(!r.contains("Injected"));
         assert!(r.ends_with("\r\n\r\n{}"));
+    }
+
+    #[test]
+    fn push_gets_the_status_from_a_real_socket() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !got.ends_with(b"{\"m\":1}") {
+                let n = c.read(&mut buf).unwrap();
+                assert!(n > 0, "client closed early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            c.write_all(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy",
+            )
+            .unwrap();
+            String::from_utf8(got).unwrap()
+        });
+        let t = Target::parse(&format!("http://127.0.0.1:{port}/v1/metrics")).unwrap();
+        let req = request(&t, &[], "{\"m\":1}", Duration::from_secs(10));
+        assert_eq!(send(&endpoint(&t, None), req).unwrap(), 503);
+        let seen = server.join().unwrap();
+        assert!(seen.starts_with("POST /v1/metrics HTTP/1.1\r\n"), "{seen}");
+    }
+
+    /// The status once a response head is complete, 1xx skipped, as the driver reads it.
+    fn status_of(head: &[u8]) -> Option<Result<u16, http::codec::CodecError>> {
+        let mut rest = head;
+        loop {
+            match http::codec::parse_response_head(rest, http::codec::MAX_HEAD) {
+                Ok(None) => return None,
+                Ok(Some((used, h))) if (100..200).contains(&h.status) => rest = &rest[used..],
+                Ok(Some((_, h))) => return Some(Ok(h.status)),
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 
     #[test]

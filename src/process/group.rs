@@ -132,6 +132,8 @@ pub(super) struct Leader {
 
 impl Leader {
     pub(super) fn new(child: Child, use_pidfd: bool, handle: Option<GroupHandle>) -> Leader {
+        // An invariant, not input: Linux pids fit in i32 (pid_max is at most 2^22).
+        #[allow(clippy::expect_used)]
         let pid = Pid::from_raw(
             i32::try_from(child.id()).expect("Linux pids fit in i32 (pid_max is at most 2^22)"),
         );

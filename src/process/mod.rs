@@ -35,7 +35,7 @@ use nix::sys::signal::Signal;
 
 use group::Leader;
 
-use crate::backend::CancelToken;
+use crate::cancel::CancelToken;
 
 pub use env::Env;
 pub use group::GroupHandle;
@@ -582,7 +582,7 @@ mod tests {
             &limits,
             &Redactor::default(),
             &mut |_, _| {
-                cancel.cancel(crate::backend::CancelSource::User);
+                cancel.cancel(crate::cancel::CancelSource::User);
             },
             false,
         );

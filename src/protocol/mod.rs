@@ -516,8 +516,10 @@ pub struct TaskCancellation {
     pub execution_id: Option<String>,
 }
 
+mod failure;
 mod outbound;
 
+pub use failure::FailureReason;
 pub use outbound::Outbound;
 
 #[cfg(test)]

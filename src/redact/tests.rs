@@ -282,9 +282,9 @@ fn no_secret_survives_random_embedding() {
         let mut text = String::new();
         for _ in 0..(next() % 6) {
             for _ in 0..(next() % 12) {
-                text.push(alphabet[(next() % alphabet.len() as u64) as usize]);
+                text.push(alphabet[usize::try_from(next() % alphabet.len() as u64).unwrap()]);
             }
-            text.push_str(secrets[(next() % secrets.len() as u64) as usize]);
+            text.push_str(secrets[usize::try_from(next() % secrets.len() as u64).unwrap()]);
         }
         let out = red(&r, &text);
         for s in secrets {

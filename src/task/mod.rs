@@ -9,9 +9,10 @@ mod json;
 mod payload;
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use crate::backend::BackendKind;
 use crate::protocol::{InstanceShape, SidecarMount, Task, TaskAssignment};
+use crate::settings::BackendKind;
 use crate::settings::{DEFAULT_TASK_IMAGE, EnvList};
 
 pub use payload::{DISPATCH_PAYLOAD_VERSION, dispatch_payload};
@@ -39,10 +40,26 @@ pub struct TaskSpec {
     pub secrets: Vec<String>,
 }
 
+/// Identifies one execution of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskRef {
+    pub task_id: String,
+    pub execution_id: Option<String>,
+}
+
+impl fmt::Display for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.execution_id {
+            Some(e) => write!(f, "{} (execution {e})", self.task_id),
+            None => f.write_str(&self.task_id),
+        }
+    }
+}
+
 impl TaskSpec {
     /// The task's `(task_id, execution_id)`.
-    pub fn task_ref(&self) -> crate::backend::TaskRef {
-        crate::backend::TaskRef {
+    pub fn task_ref(&self) -> TaskRef {
+        TaskRef {
             task_id: self.task_id.clone(),
             execution_id: self.execution_id.clone(),
         }

@@ -50,6 +50,9 @@ pub fn dispatch_payload(spec: &TaskSpec, worker_id: &str, server_root_url: &str)
         sidecars: (!spec.sidecars.is_empty()).then_some(spec.sidecars.as_slice()),
         task: &spec.task,
     };
+    // An invariant: serialising can only fail on non-string map keys or a failing Serialize
+    // impl, and the payload holds only strings, string-keyed maps, numbers and raw JSON.
+    #[allow(clippy::expect_used)]
     let text = serde_json::to_string(&payload)
         .expect("the payload holds only strings, string-keyed maps, numbers and raw JSON");
     go_compact(&text)

@@ -321,7 +321,7 @@ fn go_worker_prometheus_environment_starts_the_listener() {
         "OTEL_EXPORTER_PROMETHEUS_PORT" => Some("0".to_owned()),
         _ => None,
     };
-    let plan = oz_agent_worker::metrics::exporters::plan(None, &env);
+    let plan = oz_agent_worker::daemon::exporters::plan(None, &env);
     assert_eq!(plan.listen.as_deref(), Some("localhost:0"));
     assert!(plan.otlp.is_none() && plan.warnings.is_empty());
     let h = ops::spawn(

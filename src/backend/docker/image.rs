@@ -222,9 +222,7 @@ mod tests {
         );
         let e = ImageError::Inspect {
             image: "x".into(),
-            source: DockerError::Aborted {
-                request: "GET /images/x/json".into(),
-            },
+            source: DockerError::aborted("GET /images/x/json"),
         };
         assert!(
             e.to_string()

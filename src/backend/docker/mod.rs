@@ -222,7 +222,10 @@ impl DockerBackend {
         let mut bytes = [0u8; 4];
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
-            bytes = (n as u32 ^ std::process::id()).to_be_bytes();
+            // Only uniqueness matters here: the counter's low 32 bits (with the pid) suffice.
+            #[allow(clippy::cast_possible_truncation)]
+            let low = n as u32;
+            bytes = (low ^ std::process::id()).to_be_bytes();
         }
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }

@@ -1,29 +1,33 @@
-//! The one driver that does I/O for the codec: one request per connection, one function per
-//! phase (connect, send request, send body, receive head, receive body), each with its deadline.
+//! The request/response driver: one request per connection, one function per phase (connect,
+//! send request, send body, receive head, receive body), each with its deadline, and an optional
+//! [`Abort`] that ends any phase from another thread.
 //!
-//! Connections are not reused: unix sockets are cheap, and a fresh connection per request keeps
-//! the driver free of pool state and of the "is this idle connection still alive" question.
+//! Connections are not reused: unix sockets are cheap, remote calls are rare (a Docker call per
+//! task step, a Kubernetes call per poll, an OTLP push a minute), and a fresh connection per
+//! request keeps the driver free of pool state and of "is this idle connection still alive".
 
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::abort::{Abort, Registration};
 use super::codec::{self, BodyDecoder, RequestBody, ResponseHead};
-use super::error::{DockerError, Phase};
-use super::transport::{self, Abort, Endpoint, Registration, Stream};
+use super::error::{HttpError, Phase};
+use super::jsonlines::{BodySource, JsonLines};
+use super::transport::{self, Endpoint, Stream};
 
 /// Per-phase time limits of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Connect, including the TLS handshake.
+    /// Connect: resolution, proxy tunnel and TLS handshake included.
     pub connect: Duration,
     /// Sending the head and a small body; for a streamed body, the longest stall of one write.
     pub send: Duration,
     /// From the end of the request until the response head is complete.
     pub head: Duration,
-    /// The longest stall between two reads of the body; `None` waits for as long as the daemon
-    /// takes (container wait, log follow), bounded only by an [`Abort`].
+    /// The longest stall between two reads of the body; `None` waits for as long as the server
+    /// takes (container wait, log follow, a watch), bounded only by an [`Abort`].
     pub body_idle: Option<Duration>,
 }
 
@@ -39,27 +43,72 @@ impl Default for Timeouts {
 }
 
 /// A request body.
-pub(crate) enum Body<'a> {
+pub enum Body<'a> {
     Empty,
-    Json(Vec<u8>),
+    /// Sent with `Content-Length`.
+    Bytes {
+        content_type: &'static str,
+        data: Vec<u8>,
+    },
     /// Sent chunked, 64 KiB at a time, never buffered whole.
     Stream(&'a mut dyn Read, &'static str),
 }
 
-pub(crate) struct Request<'a> {
-    pub method: &'static str,
-    /// Origin-form path and query, API version prefix included.
-    pub target: String,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Body<'a>,
-    pub timeouts: Timeouts,
-    /// `Connection: Upgrade` + `Upgrade: tcp` (attach).
-    pub upgrade: bool,
+impl Body<'_> {
+    /// A JSON body (`application/json`).
+    pub fn json(data: Vec<u8>) -> Body<'static> {
+        Body::Bytes {
+            content_type: "application/json",
+            data,
+        }
+    }
 }
 
-impl Request<'_> {
-    /// `GET /v1.41/containers/x/json`: the method and path without the query, for messages.
-    pub(crate) fn describe(method: &str, target: &str) -> String {
+/// One request.
+pub struct Request<'a> {
+    pub method: &'static str,
+    /// Origin-form path and query.
+    pub target: String,
+    /// Extra headers (e.g. `Authorization`, `Impersonate-User`). Values only ever go to the
+    /// socket: no error or log line shows them.
+    pub headers: Vec<(String, String)>,
+    pub body: Body<'a>,
+    pub timeouts: Timeouts,
+    /// `Connection: Upgrade` + `Upgrade: <protocol>` (Docker's attach uses `tcp`).
+    pub upgrade: Option<&'static str>,
+}
+
+impl<'a> Request<'a> {
+    /// A bodiless request with default timeouts.
+    pub fn new(method: &'static str, target: impl Into<String>) -> Request<'a> {
+        Request {
+            method,
+            target: target.into(),
+            headers: Vec::new(),
+            body: Body::Empty,
+            timeouts: Timeouts::default(),
+            upgrade: None,
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request<'a> {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: Body<'a>) -> Request<'a> {
+        self.body = body;
+        self
+    }
+
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Request<'a> {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// `GET /api/v1/pods`: the method and path without the query, for messages.
+    pub fn describe(method: &str, target: &str) -> String {
         let path = target.split('?').next().unwrap_or(target);
         format!("{method} {path}")
     }
@@ -67,23 +116,23 @@ impl Request<'_> {
 
 const READ_CHUNK: usize = 16 * 1024;
 const SEND_CHUNK: usize = 64 * 1024;
-/// After a failed body upload, how long we wait for the daemon's explanation.
+/// After a failed body upload, how long we wait for the server's explanation.
 const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 /// An open connection with its read buffer.
-pub(crate) struct Conn {
+pub struct Conn {
     stream: Stream,
     buf: Vec<u8>,
     pos: usize,
     endpoint: String,
-    pub(crate) request: String,
+    request: String,
     abort: Option<Abort>,
-    _registration: Option<Registration>,
+    registration: Option<Registration>,
 }
 
 impl Conn {
-    fn timeout(&self, phase: Phase, after: Duration) -> DockerError {
-        DockerError::Timeout {
+    fn timeout(&self, phase: Phase, after: Duration) -> HttpError {
+        HttpError::Timeout {
             phase,
             endpoint: self.endpoint.clone(),
             request: self.request.clone(),
@@ -92,9 +141,9 @@ impl Conn {
     }
 
     /// Maps an I/O failure, preferring "aborted" when an abort caused it.
-    fn io_error(&self, phase: Phase, e: io::Error, limit: Option<Duration>) -> DockerError {
+    fn io_error(&self, phase: Phase, e: io::Error, limit: Option<Duration>) -> HttpError {
         if self.aborted() {
-            return DockerError::Aborted {
+            return HttpError::Aborted {
                 request: self.request.clone(),
             };
         }
@@ -102,7 +151,7 @@ impl Conn {
             (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, Some(after)) => {
                 self.timeout(phase, after)
             }
-            _ => DockerError::Io {
+            _ => HttpError::Io {
                 phase,
                 endpoint: self.endpoint.clone(),
                 request: self.request.clone(),
@@ -115,8 +164,8 @@ impl Conn {
         self.abort.as_ref().is_some_and(Abort::is_aborted)
     }
 
-    fn protocol(&self, source: codec::CodecError) -> DockerError {
-        DockerError::Protocol {
+    fn protocol(&self, source: codec::CodecError) -> HttpError {
+        HttpError::Protocol {
             endpoint: self.endpoint.clone(),
             request: self.request.clone(),
             source,
@@ -130,7 +179,7 @@ impl Conn {
         phase: Phase,
         deadline: Instant,
         limit: Duration,
-    ) -> Result<(), DockerError> {
+    ) -> Result<(), HttpError> {
         let mut sent = 0;
         while sent < bytes.len() {
             let left = deadline
@@ -156,7 +205,7 @@ impl Conn {
     }
 
     /// Reads more bytes into the buffer; `Ok(0)` at EOF. `read_timeout` `None` blocks.
-    fn fill(&mut self, phase: Phase, read_timeout: Option<Duration>) -> Result<usize, DockerError> {
+    fn fill(&mut self, phase: Phase, read_timeout: Option<Duration>) -> Result<usize, HttpError> {
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -171,7 +220,7 @@ impl Conn {
                 Ok(n) => {
                     self.buf.truncate(start + n);
                     if n == 0 && self.aborted() {
-                        return Err(DockerError::Aborted {
+                        return Err(HttpError::Aborted {
                             request: self.request.clone(),
                         });
                     }
@@ -191,31 +240,43 @@ impl Conn {
         &self.buf[self.pos..]
     }
 
-    pub(crate) fn into_parts(self) -> (Stream, Vec<u8>, Option<Registration>) {
+    /// The raw stream, the bytes already read past the response head, and the abort
+    /// registration (keep it alive while using the stream): for protocol switches (`101`).
+    pub fn into_parts(self) -> (Stream, Vec<u8>, Option<Registration>) {
         let leftover = self.buf[self.pos..].to_vec();
-        (self.stream, leftover, self._registration)
+        (self.stream, leftover, self.registration)
     }
 }
 
-/// Sends `request` to `endpoint` and returns once the response head has arrived.
-pub(crate) fn send(
+/// Sends `request` to `endpoint` and returns once the response head has arrived, whatever its
+/// status. With `abort`, the connect is cancelled and the socket shut down when it fires.
+pub fn send(
     endpoint: &Endpoint,
     abort: Option<&Abort>,
     request: Request<'_>,
-) -> Result<Response, DockerError> {
+) -> Result<Response, HttpError> {
     let describe = Request::describe(request.method, &request.target);
     if abort.is_some_and(Abort::is_aborted) {
-        return Err(DockerError::Aborted { request: describe });
+        return Err(HttpError::Aborted { request: describe });
     }
-    let stream = transport::connect(endpoint, request.timeouts.connect)?;
+    let cancelled = || abort.is_some_and(Abort::is_aborted);
+    let stream = transport::connect(endpoint, request.timeouts.connect, &cancelled).map_err(
+        |e| match e {
+            HttpError::Aborted { .. } => HttpError::Aborted {
+                request: describe.clone(),
+            },
+            e => e,
+        },
+    )?;
     let registration = match abort {
         None => None,
         Some(abort) => {
-            let handle = stream.handle().map_err(|e| DockerError::Connect {
+            let handle = stream.handle().map_err(|e| HttpError::Connect {
+                phase: Phase::Connect,
                 endpoint: endpoint.to_string(),
                 source: e,
             })?;
-            Some(abort.register(handle).ok_or_else(|| DockerError::Aborted {
+            Some(abort.register(handle).ok_or_else(|| HttpError::Aborted {
                 request: describe.clone(),
             })?)
         }
@@ -227,7 +288,7 @@ pub(crate) fn send(
         endpoint: endpoint.to_string(),
         request: describe,
         abort: abort.cloned(),
-        _registration: registration,
+        registration,
     };
     let Request {
         method,
@@ -237,14 +298,15 @@ pub(crate) fn send(
         timeouts,
         upgrade,
     } = request;
-    send_request(
-        &mut conn, endpoint, method, &target, &headers, &body, upgrade, &timeouts,
-    )?;
+    let head = encode_parts(endpoint, method, &target, &headers, &body, upgrade)
+        .map_err(|e| conn.protocol(e))?;
+    let deadline = Instant::now() + timeouts.send;
+    conn.write_all(&head, Phase::SendRequest, deadline, timeouts.send)?;
     if let Body::Stream(source, _) = &mut body
         && let Err(e) = send_body(&mut conn, *source, timeouts.send)
     {
-        // The daemon may have answered early (404, 400) and closed: prefer its answer.
-        if matches!(e, DockerError::Io { .. }) {
+        // The server may have answered early (404, 400) and closed: prefer its answer.
+        if matches!(e, HttpError::Io { .. }) {
             return receive_head(conn, method, EARLY_ANSWER_WAIT, timeouts).map_err(|_| e);
         }
         return Err(e);
@@ -252,38 +314,48 @@ pub(crate) fn send(
     receive_head(conn, method, timeouts.head, timeouts)
 }
 
-/// Phase 1: the request head and, unless streamed, the body.
-#[allow(clippy::too_many_arguments)]
-fn send_request(
-    conn: &mut Conn,
+/// The bytes of `request`'s head and, unless streamed, its body, as [`send`] writes them.
+pub fn encode(endpoint: &Endpoint, request: &Request<'_>) -> Result<Vec<u8>, codec::CodecError> {
+    encode_parts(
+        endpoint,
+        request.method,
+        &request.target,
+        &request.headers,
+        &request.body,
+        request.upgrade,
+    )
+}
+
+/// Phase 1's bytes: the request head and, unless streamed, the body.
+fn encode_parts(
     endpoint: &Endpoint,
     method: &str,
     target: &str,
-    headers: &[(&'static str, String)],
+    headers: &[(String, String)],
     body: &Body<'_>,
-    upgrade: bool,
-    timeouts: &Timeouts,
-) -> Result<(), DockerError> {
-    let user_agent = format!("oz-agent-worker/{}", crate::VERSION);
+    upgrade: Option<&str>,
+) -> Result<Vec<u8>, codec::CodecError> {
+    let user_agent = endpoint.user_agent();
     let mut all: Vec<(&str, &str)> = vec![("User-Agent", &user_agent)];
-    if upgrade {
-        all.push(("Connection", "Upgrade"));
-        all.push(("Upgrade", "tcp"));
-    } else {
-        all.push(("Connection", "close"));
+    match upgrade {
+        Some(protocol) => {
+            all.push(("Connection", "Upgrade"));
+            all.push(("Upgrade", protocol));
+        }
+        None => all.push(("Connection", "close")),
     }
     let framing = match body {
         Body::Empty => RequestBody::None,
-        Body::Json(bytes) => {
-            all.push(("Content-Type", "application/json"));
-            RequestBody::Length(bytes.len() as u64)
+        Body::Bytes { content_type, data } => {
+            all.push(("Content-Type", content_type));
+            RequestBody::Length(data.len() as u64)
         }
         Body::Stream(_, content_type) => {
             all.push(("Content-Type", content_type));
             RequestBody::Chunked
         }
     };
-    all.extend(headers.iter().map(|(n, v)| (*n, v.as_str())));
+    all.extend(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let mut out = Vec::with_capacity(512);
     codec::write_request_head(
         &mut out,
@@ -292,17 +364,15 @@ fn send_request(
         &endpoint.host_header(),
         &all,
         framing,
-    )
-    .map_err(|e| conn.protocol(e))?;
-    if let Body::Json(bytes) = body {
-        out.extend_from_slice(bytes);
+    )?;
+    if let Body::Bytes { data, .. } = body {
+        out.extend_from_slice(data);
     }
-    let deadline = Instant::now() + timeouts.send;
-    conn.write_all(&out, Phase::SendRequest, deadline, timeouts.send)
+    Ok(out)
 }
 
 /// Phase 2 (streamed bodies only): chunks from `source`, each write bounded by `stall`.
-fn send_body(conn: &mut Conn, source: &mut dyn Read, stall: Duration) -> Result<(), DockerError> {
+fn send_body(conn: &mut Conn, source: &mut dyn Read, stall: Duration) -> Result<(), HttpError> {
     let mut data = vec![0u8; SEND_CHUNK];
     let mut framed = Vec::with_capacity(SEND_CHUNK + 16);
     loop {
@@ -310,7 +380,7 @@ fn send_body(conn: &mut Conn, source: &mut dyn Read, stall: Duration) -> Result<
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return Err(DockerError::BodySource {
+                return Err(HttpError::BodySource {
                     request: conn.request.clone(),
                     source: e,
                 });
@@ -335,7 +405,7 @@ fn receive_head(
     method: &str,
     limit: Duration,
     timeouts: Timeouts,
-) -> Result<Response, DockerError> {
+) -> Result<Response, HttpError> {
     let deadline = Instant::now() + limit;
     loop {
         match codec::parse_response_head(conn.pending(), codec::MAX_HEAD) {
@@ -364,7 +434,7 @@ fn receive_head(
                 let n = conn
                     .fill(Phase::ReceiveHead, Some(left))
                     .map_err(|e| match e {
-                        DockerError::Timeout { .. } => conn.timeout(Phase::ReceiveHead, limit),
+                        HttpError::Timeout { .. } => conn.timeout(Phase::ReceiveHead, limit),
                         e => e,
                     })?;
                 if n == 0 {
@@ -380,31 +450,32 @@ fn receive_head(
 }
 
 /// A response whose head has arrived; the body is read on demand.
-pub(crate) struct Response {
+pub struct Response {
     pub head: ResponseHead,
     pub body: BodyReader,
 }
 
-/// Largest JSON document we accept from the daemon (container inspect is a few KiB).
-const JSON_LIMIT: usize = 16 * 1024 * 1024;
-/// Largest error body we read for its message.
-const ERROR_LIMIT: usize = 64 * 1024;
-
 impl Response {
-    pub(crate) fn status(&self) -> u16 {
+    pub fn status(&self) -> u16 {
         self.head.status
     }
 
-    pub(crate) fn is_success(&self) -> bool {
+    pub fn is_success(&self) -> bool {
         (200..300).contains(&self.head.status)
     }
 
-    pub(crate) fn request(&self) -> &str {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.header(name)
+    }
+
+    /// `METHOD /path` of the request, for messages.
+    pub fn request(&self) -> &str {
         &self.body.conn.request
     }
 
     /// The whole body, at most `limit` bytes.
-    pub(crate) fn bytes(mut self, limit: usize) -> Result<Vec<u8>, DockerError> {
+    pub fn bytes(mut self, limit: usize) -> Result<Vec<u8>, HttpError> {
         let mut out = Vec::new();
         let mut chunk = vec![0u8; READ_CHUNK];
         loop {
@@ -413,7 +484,7 @@ impl Response {
                 return Ok(out);
             }
             if out.len() + n > limit {
-                return Err(DockerError::TooLarge {
+                return Err(HttpError::TooLarge {
                     request: self.body.conn.request.clone(),
                     limit,
                 });
@@ -422,56 +493,26 @@ impl Response {
         }
     }
 
-    /// The body parsed as JSON.
-    pub(crate) fn json<T: DeserializeOwned>(self) -> Result<T, DockerError> {
+    /// The body (at most `limit` bytes) parsed as JSON.
+    pub fn json<T: DeserializeOwned>(self, limit: usize) -> Result<T, HttpError> {
         let request = self.body.conn.request.clone();
-        let bytes = self.bytes(JSON_LIMIT)?;
-        serde_json::from_slice(&bytes).map_err(|e| DockerError::Json {
+        let bytes = self.bytes(limit)?;
+        serde_json::from_slice(&bytes).map_err(|e| HttpError::Json {
             request,
             message: e.to_string(),
         })
     }
 
-    /// Turns a non-2xx answer into [`DockerError::Status`] with Docker's message.
-    pub(crate) fn into_error(self) -> DockerError {
-        let status = self.head.status;
+    /// The body as a stream of JSON lines (a Docker pull, Docker events, a Kubernetes watch),
+    /// each at most `line_limit` bytes.
+    pub fn json_lines(self, line_limit: usize) -> JsonLines<BodyReader> {
         let request = self.body.conn.request.clone();
-        let reason = self.head.reason.clone();
-        let message = match self.bytes(ERROR_LIMIT) {
-            Ok(body) => error_message(&body).unwrap_or(reason),
-            Err(e) => format!("{reason} (body unreadable: {e})"),
-        };
-        DockerError::Status {
-            request,
-            status,
-            message,
-        }
+        JsonLines::new(self.body, request, line_limit)
     }
-}
-
-/// Docker's `{"message": "..."}`, else the body text (trimmed, shortened).
-pub(crate) fn error_message(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct ErrorBody {
-        message: String,
-    }
-    if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
-        return Some(parsed.message);
-    }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    let mut short: String = text.chars().take(300).collect();
-    if short.len() < text.len() {
-        short.push('…');
-    }
-    Some(short.replace(['\r', '\n'], " "))
 }
 
 /// A response body, de-chunked.
-pub(crate) struct BodyReader {
+pub struct BodyReader {
     conn: Conn,
     decoder: BodyDecoder,
     idle: Option<Duration>,
@@ -479,7 +520,7 @@ pub(crate) struct BodyReader {
 
 impl BodyReader {
     /// Reads decoded body bytes; `Ok(0)` at the end of the body.
-    pub(crate) fn read_body(&mut self, out: &mut [u8]) -> Result<usize, DockerError> {
+    pub fn read_body(&mut self, out: &mut [u8]) -> Result<usize, HttpError> {
         if out.is_empty() {
             return Ok(0);
         }
@@ -503,11 +544,16 @@ impl BodyReader {
     }
 
     /// `METHOD /path` of the request, for messages.
-    pub(crate) fn request(&self) -> &str {
+    pub fn request(&self) -> &str {
         &self.conn.request
     }
 
-    pub(crate) fn into_conn(self) -> Conn {
+    /// Changes the longest stall between two reads (`None`: wait until the peer or an abort).
+    pub fn set_idle(&mut self, idle: Option<Duration>) {
+        self.idle = idle;
+    }
+
+    pub fn into_conn(self) -> Conn {
         self.conn
     }
 }
@@ -518,6 +564,12 @@ impl Read for BodyReader {
     }
 }
 
+impl BodySource for BodyReader {
+    fn read_body(&mut self, out: &mut [u8]) -> Result<usize, HttpError> {
+        BodyReader::read_body(self, out)
+    }
+}
+
 #[cfg(test)]
-#[path = "http_tests.rs"]
+#[path = "client_tests.rs"]
 mod tests;

@@ -10,8 +10,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::http_head::base64;
-use super::url::{Host, split_host_port, unescape};
+use super::host::{Host, split_host_port, unescape};
+use crate::base64::encode as base64;
 use crate::settings::Secret;
 
 /// The proxy-related environment, captured once. Tests build it by hand instead of mutating
@@ -47,7 +47,7 @@ impl ProxyEnv {
 
 /// A proxy to tunnel through.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Proxy {
+pub struct Proxy {
     pub host: Host,
     pub port: u16,
     /// `Basic <base64(user:password)>`, when the proxy URL carries credentials.
@@ -56,7 +56,7 @@ pub(crate) struct Proxy {
 
 impl Proxy {
     /// `host:port`, safe to log (no credentials).
-    pub(crate) fn display(&self) -> String {
+    pub fn display(&self) -> String {
         self.host.with_port(self.port)
     }
 }
@@ -92,7 +92,7 @@ impl fmt::Display for ProxyError {
 impl std::error::Error for ProxyError {}
 
 /// Picks the proxy for a target, or `None` to dial directly.
-pub(crate) fn select(
+pub fn select(
     env: &ProxyEnv,
     secure: bool,
     host: &Host,
@@ -158,7 +158,7 @@ fn parse_proxy_url(raw: &str) -> Result<Proxy, String> {
 }
 
 /// The `CONNECT` request for `target` (`host:port`).
-pub(crate) fn connect_request(proxy: &Proxy, target: &str, user_agent: &str) -> Vec<u8> {
+pub fn connect_request(proxy: &Proxy, target: &str, user_agent: &str) -> Vec<u8> {
     let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some(auth) = &proxy.authorization {
         req.push_str("Proxy-Authorization: ");
