@@ -523,3 +523,16 @@ fn a_failed_readiness_copy_is_sidecar_prep() {
     let k = serde_json::to_value(&f.details).unwrap();
     assert_eq!(k["kubernetes"]["container"]["kind"], "sidecar");
 }
+
+#[test]
+fn a_vanished_job_is_a_watch_failure() {
+    let f = failed(job_vanished(&ctx(), Source::JobWatch, at(0)));
+    assert_eq!(f.failure.reason, FailureReason::JobWatch);
+    assert_eq!(
+        f.failure.message,
+        "kubernetes Job task-job in namespace agents was deleted before it finished"
+    );
+    assert!(!f.stopped, "nothing proves the pod stopped");
+    let k = serde_json::to_value(&f.details).unwrap();
+    assert_eq!(k["kubernetes"]["observation_source"], "job_watch");
+}
