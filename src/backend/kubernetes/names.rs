@@ -276,19 +276,11 @@ mod tests {
         const POOL: &[char] = &[
             'a', 'Z', '0', '9', '-', '_', '.', ' ', '/', 'é', 'İ', 'ß', '🙂', '\n', '\0', ':',
         ];
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::backend::kubernetes::fixtures::Rng(0x2545_f491_4f6c_dd1d);
         for _ in 0..3000 {
             let mut id = || -> String {
-                let len = next() % 120;
-                (0..len)
-                    .map(|_| POOL[usize::try_from(next() % POOL.len() as u64).unwrap()])
-                    .collect()
+                let len = rng.below(120);
+                (0..len).map(|_| *rng.pick(POOL)).collect()
             };
             let (run, exec, worker) = (id(), id(), id());
             let name = job_name(&run, &exec);

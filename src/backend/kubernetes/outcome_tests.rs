@@ -3,6 +3,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::*;
+use crate::backend::kubernetes::fixtures::Rng;
 
 /// 2026-12-02T15:45:25Z.
 const NOW_SECS: u64 = 1_796_226_325;
@@ -535,21 +536,6 @@ fn a_vanished_job_is_a_watch_failure() {
     assert!(!f.stopped, "nothing proves the pod stopped");
     let k = serde_json::to_value(&f.details).unwrap();
     assert_eq!(k["kubernetes"]["observation_source"], "job_watch");
-}
-
-/// A small deterministic generator (no crate): xorshift64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[usize::try_from(self.next() % items.len() as u64).unwrap()]
-    }
 }
 
 /// Replaces random nodes of `v` with values of the wrong type.
