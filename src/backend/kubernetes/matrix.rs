@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use super::fixtures::{self, WORKER, shape, sidecar};
-use super::{cleanup, job, names, preflight};
+use super::{job, names, preflight, rbac};
 use crate::settings::{KubernetesSettings, PullPolicy};
 use crate::task::TaskSpec;
 
@@ -303,8 +303,8 @@ fn write_every_generated_manifest() {
         );
         written += 1;
     }
-    write("v1.30", "role", &cleanup::role("oz-agent-worker", "agents"));
-    for (i, review) in cleanup::access_reviews("agents").iter().enumerate() {
+    write("v1.30", "role", &rbac::role("oz-agent-worker", "agents"));
+    for (i, review) in rbac::access_reviews("agents").iter().enumerate() {
         write("v1.30", &format!("access-review-{i:02}"), review);
         written += 1;
     }
