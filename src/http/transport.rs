@@ -14,9 +14,9 @@ use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::RecvTimeoutError;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use super::codec;
@@ -383,7 +383,7 @@ fn unix_connect_error(budget: &Budget, path: &Path, e: io::Error) -> HttpError {
 
 /// Resolves and connects on a helper thread, waiting for it in slices.
 fn tcp_connect(host: String, port: u16, budget: &Budget) -> Result<TcpStream, HttpError> {
-    let (tx, rx) = mpsc::sync_channel(1);
+    let (tx, rx) = crossbeam_channel::bounded(1);
     let end = budget.end;
     let endpoint = budget.endpoint.clone();
     let timeout = budget.timeout;
