@@ -264,7 +264,7 @@ fn startup_fails_with_a_diagnosis_when_rbac_denies_jobs() {
     assert_ne!(out.code(), Some(0), "{}", out.dump());
     assert!(
         out.stderr
-            .contains("RBAC denied create jobs in namespace \"agents\""),
+            .contains("may not create jobs in namespace \"agents\""),
         "{}",
         out.dump()
     );

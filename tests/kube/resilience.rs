@@ -227,7 +227,7 @@ fn check_reports_source_version_and_rbac() {
     out.expect_code(1);
     assert!(out.stdout.contains("(context sim)"), "{}", out.dump());
     assert!(out.stdout.contains("v1.32.0-sim"), "{}", out.dump());
-    assert!(out.stdout.contains("patch jobs"), "{}", out.dump());
+    assert!(out.stdout.contains("may not patch jobs"), "{}", out.dump());
     // check creates nothing.
     assert!(sim.state().requests("POST", "/jobs").is_empty());
     sim.with(|s| s.forbidden.clear());

@@ -77,3 +77,24 @@ pub fn spec(task_id: &str, execution_id: Option<&str>) -> TaskSpec {
 pub fn shape(vcpus: i64, memory_gb: i64) -> Option<InstanceShape> {
     Some(InstanceShape { vcpus, memory_gb })
 }
+
+/// A small deterministic generator for the randomised tests (xorshift64; no crate).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % n as u64).expect("below n, which is a usize")
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}

@@ -110,13 +110,8 @@ pub fn task_job(
     }
     pod.insert("containers".into(), Value::Array(containers));
 
-    let mut meta = json!({ "labels": labels });
-    if !k.extra_annotations.is_empty() {
-        meta["annotations"] = json!(k.extra_annotations);
-    }
-    let mut job_meta = meta.clone();
-    job_meta["name"] = json!(name);
-    job_meta["namespace"] = json!(k.namespace);
+    let (job_meta, meta) =
+        template::job_metadata(&name, &k.namespace, &labels, &k.extra_annotations);
 
     let mut job_spec = json!({
         "backoffLimit": 0,

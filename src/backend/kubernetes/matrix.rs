@@ -2,9 +2,9 @@
 //! directory for `.ci/kubernetes-validate.sh` to check against the Kubernetes OpenAPI schemas
 //! (`kubernetes-validate --strict`, Kubernetes 1.30 to the newest it knows).
 //!
-//! Files go to `$OZ_K8S_MANIFESTS` (default `target/k8s-manifests`), in one directory per
-//! oldest Kubernetes minor whose schema knows every field used: `v1.30/` for most,
-//! `v1.31/` for image volumes (`volumes[].image`, alpha in 1.31, beta in 1.33, GA in 1.35).
+//! Files go to `$OZ_K8S_MANIFESTS` (without it, to a scratch directory removed afterwards), in
+//! one directory per oldest Kubernetes minor whose schema knows every field used: `v1.30/` for
+//! most, `v1.31/` for image volumes (`volumes[].image`, alpha in 1.31, beta in 1.33, GA in 1.35).
 //! The test also checks the invariants every task Job must keep, so it is not only a writer.
 
 use std::collections::BTreeMap;
@@ -13,14 +13,18 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use super::fixtures::{self, WORKER, shape, sidecar};
-use super::{cleanup, job, names, preflight};
+use super::{job, names, preflight, rbac};
 use crate::settings::{KubernetesSettings, PullPolicy};
 use crate::task::TaskSpec;
 
-fn out_dir() -> PathBuf {
+/// `$OZ_K8S_MANIFESTS`, kept for the validator; else a scratch directory removed afterwards.
+fn out_dir() -> (PathBuf, bool) {
     match std::env::var_os("OZ_K8S_MANIFESTS") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/k8s-manifests"),
+        Some(dir) => (PathBuf::from(dir), true),
+        None => (
+            std::env::temp_dir().join(format!("oz-k8s-manifests-{}", std::process::id())),
+            false,
+        ),
     }
 }
 
@@ -276,8 +280,8 @@ fn check_task_job(name: &str, job: &Value) {
     );
 }
 
-fn write(dir: &str, name: &str, value: &Value) {
-    let dir = out_dir().join(dir);
+fn write(root: &std::path::Path, dir: &str, name: &str, value: &Value) {
+    let dir = root.join(dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     let path = dir.join(format!("{name}.json"));
     let text = serde_json::to_string_pretty(value).expect("a JSON value always serialises");
@@ -286,6 +290,8 @@ fn write(dir: &str, name: &str, value: &Value) {
 
 #[test]
 fn write_every_generated_manifest() {
+    let (root, keep) = out_dir();
+    let write = |dir: &str, name: &str, value: &Value| write(&root, dir, name, value);
     let mut written = 0;
     for case in task_cases() {
         let manifest = job::task_job(WORKER, &case.spec, &case.settings)
@@ -303,11 +309,15 @@ fn write_every_generated_manifest() {
         );
         written += 1;
     }
-    write("v1.30", "role", &cleanup::role("oz-agent-worker", "agents"));
-    for (i, review) in cleanup::access_reviews("agents").iter().enumerate() {
+    write("v1.30", "role", &rbac::role("oz-agent-worker", "agents"));
+    for (i, review) in rbac::access_reviews("agents").iter().enumerate() {
         write("v1.30", &format!("access-review-{i:02}"), review);
         written += 1;
     }
     written += 1;
     assert!(written >= 30, "the matrix shrank: {written} manifests");
+    if !keep {
+        std::fs::remove_dir_all(&root)
+            .unwrap_or_else(|e| panic!("removing {}: {e}", root.display()));
+    }
 }

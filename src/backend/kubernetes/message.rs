@@ -193,6 +193,26 @@ pub fn job_failed(job: &str, ns: &str, reason: &str, message: &str) -> String {
     s
 }
 
+/// Most of one container's log the worker reads for diagnostics (`limitBytes`).
+pub const LOG_LIMIT_BYTES: u64 = 1 << 20;
+
+/// The containers whose logs explain a failed pod (reference §5.5): every spec init container,
+/// then every container, in spec order.
+pub fn log_containers(pod: &Value) -> Vec<&str> {
+    ["/spec/initContainers", "/spec/containers"]
+        .iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .map(|c| text(c, "/name"))
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// One section of the logged diagnostics: `[<pod>/<container>]` and the output.
+pub fn log_section(pod: &str, container: &str, output: &str) -> String {
+    format!("[{pod}/{container}]\n{output}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +223,20 @@ mod tests {
             "metadata": {"name": "task-pod", "namespace": "agents", "labels": {"job-name": "task-job"}},
             "status": {"phase": "Failed"},
         })
+    }
+
+    #[test]
+    fn log_containers_in_spec_order() {
+        let pod = json!({"spec": {
+            "initContainers": [{"name": "copy-sidecar-0"}, {"name": "setup"}],
+            "containers": [{"name": "task"}, {"name": "logger"}, {}],
+        }});
+        assert_eq!(
+            log_containers(&pod),
+            ["copy-sidecar-0", "setup", "task", "logger"]
+        );
+        assert!(log_containers(&json!({})).is_empty());
+        assert_eq!(log_section("p", "task", "out"), "[p/task]\nout");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! - [`preflight`]: the startup preflight Job and its verdict (§4);
 //! - [`outcome`]: Job, pods and events to a task outcome (§5.3, §5.4, §6), with [`message`]
 //!   (§6.1, §6.2) and [`details`] (`failure_details.kubernetes`, schema 1);
-//! - [`cleanup`]: delete, expire or keep a Job (§7), and the Role rules the backend needs (§9);
+//! - [`cleanup`]: delete, expire or keep a Job (§7); [`rbac`]: the Role rules it needs (§9);
 //! - [`setup_phases`]: setup-phase spans from pod status (`upstream-newer.md` §5.1).
 //!
 //! I/O parts (on the `kube` client):
@@ -24,6 +24,7 @@ pub mod message;
 pub mod names;
 pub mod outcome;
 pub mod preflight;
+pub mod rbac;
 pub mod reattach;
 pub mod runner;
 pub mod setup_phases;

@@ -263,6 +263,36 @@ mod tests {
         }
     }
 
+    fn valid_label_value(s: &str) -> bool {
+        let alnum = |c: char| c.is_ascii_alphanumeric();
+        s.len() <= 63
+            && s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
+            && s.chars().next().is_some_and(alnum)
+            && s.chars().last().is_some_and(alnum)
+    }
+
+    #[test]
+    fn names_and_label_values_are_valid_for_random_ids() {
+        const POOL: &[char] = &[
+            'a', 'Z', '0', '9', '-', '_', '.', ' ', '/', 'é', 'İ', 'ß', '🙂', '\n', '\0', ':',
+        ];
+        let mut rng = crate::backend::kubernetes::fixtures::Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..3000 {
+            let mut id = || -> String {
+                let len = rng.below(120);
+                (0..len).map(|_| *rng.pick(POOL)).collect()
+            };
+            let (run, exec, worker) = (id(), id(), id());
+            let name = job_name(&run, &exec);
+            assert!(valid_dns_label(&name), "{run:?}/{exec:?} -> {name}");
+            for raw in [&run, &exec, &worker] {
+                let v = label_value(raw);
+                assert!(valid_label_value(&v), "{raw:?} -> {v}");
+            }
+            assert_eq!(label_hash(&worker).len(), 16);
+        }
+    }
+
     #[test]
     fn hash_vectors_match_upstream() {
         assert_eq!(label_hash("task-1"), "7afaa346b4bf92bf");

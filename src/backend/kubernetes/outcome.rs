@@ -147,6 +147,29 @@ pub fn classify(ctx: &Context<'_>, obs: &Observation<'_>, first: &mut FirstSeen)
     c.run()
 }
 
+/// The verdict when the task's Job disappeared before finishing (a `DELETED` watch event or a
+/// 404 on the safety poll) and the task was not cancelled: someone else deleted it.
+pub fn job_vanished(ctx: &Context<'_>, source: Source, now: SystemTime) -> Verdict {
+    let obs = Observation {
+        job: None,
+        pods: &[],
+        events: &[],
+        source,
+        now,
+    };
+    let c = Classifier {
+        ctx,
+        obs: &obs,
+        first: &mut FirstSeen::default(),
+        deadline: false,
+    };
+    let message = format!(
+        "kubernetes Job {} in namespace {} was deleted before it finished",
+        ctx.job_name, ctx.namespace
+    );
+    c.fail(Found::new(FailureReason::JobWatch, message, None))
+}
+
 struct Classifier<'a, 'b> {
     ctx: &'a Context<'a>,
     obs: &'a Observation<'a>,

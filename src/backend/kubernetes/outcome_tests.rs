@@ -3,6 +3,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::*;
+use crate::backend::kubernetes::fixtures::Rng;
 
 /// 2026-12-02T15:45:25Z.
 const NOW_SECS: u64 = 1_796_226_325;
@@ -522,4 +523,87 @@ fn a_failed_readiness_copy_is_sidecar_prep() {
     );
     let k = serde_json::to_value(&f.details).unwrap();
     assert_eq!(k["kubernetes"]["container"]["kind"], "sidecar");
+}
+
+#[test]
+fn a_vanished_job_is_a_watch_failure() {
+    let f = failed(job_vanished(&ctx(), Source::JobWatch, at(0)));
+    assert_eq!(f.failure.reason, FailureReason::JobWatch);
+    assert_eq!(
+        f.failure.message,
+        "kubernetes Job task-job in namespace agents was deleted before it finished"
+    );
+    assert!(!f.stopped, "nothing proves the pod stopped");
+    let k = serde_json::to_value(&f.details).unwrap();
+    assert_eq!(k["kubernetes"]["observation_source"], "job_watch");
+}
+
+/// Replaces random nodes of `v` with values of the wrong type.
+fn mutate(v: &mut Value, rng: &mut Rng) {
+    let wrong = [
+        json!(null),
+        json!(7),
+        json!(-1),
+        json!("x"),
+        json!(""),
+        json!([]),
+        json!({}),
+        json!(true),
+        json!(1e300),
+        json!("2026-99-99T99:99:99Z"),
+    ];
+    match v {
+        Value::Object(map) => {
+            for (_, child) in map.iter_mut() {
+                if rng.next().is_multiple_of(5) {
+                    *child = rng.pick(&wrong).clone();
+                } else {
+                    mutate(child, rng);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for child in items.iter_mut() {
+                mutate(child, rng);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn malformed_api_objects_never_panic() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut seed_pod = pod(
+        "Failed",
+        json!([
+            exited("copy-sidecar-0", 0),
+            exited("proxy", 143),
+            waiting("setup", "ErrImagePull")
+        ]),
+        json!([exited("task", 137), running("logger")]),
+    );
+    seed_pod["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable", "message": "m"}, {"type": "DisruptionTarget", "status": "True"}]);
+    let seed_job = job(json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]));
+    let seed_event = mount_event(-10);
+    for _ in 0..2000 {
+        let (mut p, mut j, mut e) = (seed_pod.clone(), seed_job.clone(), seed_event.clone());
+        mutate(&mut p, &mut rng);
+        mutate(&mut j, &mut rng);
+        mutate(&mut e, &mut rng);
+        let mut r = Run::new().pod(p.clone());
+        r.job = Some(j);
+        r.events.push(e);
+        let _ = r.now();
+        let _ = crate::backend::kubernetes::setup_phases::SetupTracker::default().observe(&p);
+        let _ = crate::backend::kubernetes::cleanup::execution_stopped(&seed_job, &[p]);
+    }
+    // Whole objects of the wrong shape too.
+    for odd in [json!(null), json!([]), json!("pod"), json!(3)] {
+        let mut r = Run::new().pod(odd.clone());
+        r.job = Some(odd.clone());
+        r.events.push(odd);
+        assert_eq!(r.now(), Verdict::Running);
+    }
 }

@@ -58,6 +58,17 @@ fn resources(k: &KubernetesSettings) -> Value {
     })
 }
 
+/// A preflight container: the preflight image running `script`, with the preflight resources.
+fn container(name: &str, script: &str, k: &KubernetesSettings) -> Value {
+    json!({
+        "name": name,
+        "image": k.preflight_image,
+        "imagePullPolicy": k.image_pull_policy.as_str(),
+        "command": ["/bin/sh", "-c", script],
+        "resources": resources(k),
+    })
+}
+
 /// The preflight Job named `name` (see [`super::names::preflight_job_name`]).
 pub fn preflight_job(name: &str, worker_id: &str, k: &KubernetesSettings) -> Value {
     let pull = k.image_pull_policy.as_str();
@@ -71,54 +82,27 @@ pub fn preflight_job(name: &str, worker_id: &str, k: &KubernetesSettings) -> Val
             "name": "preflight-image",
             "image": { "reference": image, "pullPolicy": pull },
         }));
-        pod.insert(
-            "containers".into(),
-            json!([{
-                "name": "main",
-                "image": image,
-                "imagePullPolicy": pull,
-                "command": ["/bin/sh", "-c", format!("test -d {IMAGE_MOUNT}")],
-                "resources": resources(k),
-                "volumeMounts": [{ "name": "preflight-image", "mountPath": IMAGE_MOUNT, "readOnly": true }],
-            }]),
-        );
+        let mut main = container("main", &format!("test -d {IMAGE_MOUNT}"), k);
+        main["volumeMounts"] =
+            json!([{ "name": "preflight-image", "mountPath": IMAGE_MOUNT, "readOnly": true }]);
+        pod.insert("containers".into(), json!([main]));
     } else {
-        let mut init = json!({
-            "name": "root-init-preflight",
-            "image": image,
-            "imagePullPolicy": pull,
-            "command": ["/bin/sh", "-c", "true"],
-            "securityContext": { "runAsUser": 0, "runAsGroup": 0 },
-            "resources": resources(k),
-        });
+        let mut init = container("root-init-preflight", "true", k);
+        init["securityContext"] = json!({ "runAsUser": 0, "runAsGroup": 0 });
         if Mode::of(k) == Mode::CopyReadiness {
             init["restartPolicy"] = json!("Always");
             init["command"] = json!(["/bin/sh", "-c", IDLE_SIDECAR]);
         }
         pod.insert("initContainers".into(), json!([init]));
-        pod.insert(
-            "containers".into(),
-            json!([{
-                "name": "main",
-                "image": image,
-                "imagePullPolicy": pull,
-                "command": ["/bin/sh", "-c", "true"],
-                "resources": resources(k),
-            }]),
-        );
+        pod.insert("containers".into(), json!([container("main", "true", k)]));
     }
     if !volumes.is_empty() {
         pod.insert("volumes".into(), Value::Array(volumes));
     }
     let mut labels = k.extra_labels.clone();
     labels.insert(LABEL_PREFLIGHT.into(), label_hash(worker_id));
-    let mut meta = json!({ "labels": labels });
-    if !k.extra_annotations.is_empty() {
-        meta["annotations"] = json!(k.extra_annotations);
-    }
-    let mut job_meta = meta.clone();
-    job_meta["name"] = json!(name);
-    job_meta["namespace"] = json!(k.namespace);
+    let (job_meta, meta) =
+        template::job_metadata(name, &k.namespace, &labels, &k.extra_annotations);
     json!({
         "apiVersion": "batch/v1",
         "kind": "Job",

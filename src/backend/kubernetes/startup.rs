@@ -10,6 +10,7 @@ use super::cleanup;
 use super::message::text;
 use super::names;
 use super::preflight::{self, State};
+use super::rbac;
 use super::runner::jobs_path;
 use crate::backend::ProbeLine;
 use crate::kube::{ApiResponse, Client, query_escape};
@@ -27,20 +28,11 @@ pub fn version(client: &Client) -> Result<String, String> {
 /// quotes the admission denial.
 pub fn diagnose(r: &ApiResponse, verb: &str, resource: &str, ns: &str) -> String {
     match r.status {
-        403 => {
-            let rule = cleanup::rule_for(resource, verb)
-                .map(|rule| {
-                    format!(
-                        "; the worker's service account needs a Role in namespace {ns:?} with {}",
-                        cleanup::describe(rule)
-                    )
-                })
-                .unwrap_or_default();
-            format!(
-                "RBAC denied {verb} {resource} in namespace {ns:?}: {}{rule}",
-                r.message()
-            )
-        }
+        403 => format!(
+            "{} (the API server says: {})",
+            rbac::denied(verb, resource, ns),
+            r.message()
+        ),
         422 => format!(
             "the API server's admission control rejected the Job (Pod Security, ValidatingAdmissionPolicy or a policy webhook): {}",
             r.message()
@@ -172,7 +164,7 @@ pub fn check_lines(client: &Client, k: &KubernetesSettings) -> Vec<ProbeLine> {
         Err(e) => lines.push(ProbeLine::failed(format!("namespace {ns:?}: {e}"))),
     }
     let mut denied = Vec::new();
-    for review in cleanup::access_reviews(ns) {
+    for review in rbac::access_reviews(ns) {
         let attrs = &review["spec"]["resourceAttributes"];
         let verb = text(attrs, "/verb").to_owned();
         let mut resource = text(attrs, "/resource").to_owned();
@@ -185,14 +177,7 @@ pub fn check_lines(client: &Client, k: &KubernetesSettings) -> Vec<ProbeLine> {
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
             Some(&review),
         ) {
-            Ok(r) if r.is_success() => {
-                if r.body["status"]["allowed"] != Value::Bool(true) {
-                    let rule = cleanup::rule_for(&resource, &verb)
-                        .map(cleanup::describe)
-                        .unwrap_or_default();
-                    denied.push(format!("{verb} {resource} (grant it with {rule})"));
-                }
-            }
+            Ok(r) if r.is_success() => denied.extend(rbac::review_denial(&r.body)),
             Ok(r) => denied.push(format!(
                 "{verb} {resource}: access review failed: {}",
                 r.message()

@@ -91,6 +91,24 @@ pub fn take_list(spec: &mut Map<String, Value>, field: &str) -> Vec<Value> {
     }
 }
 
+/// The `metadata` of a Job and of its pod template: both carry the same labels and (when there
+/// are any) annotations; the Job's adds its name and namespace.
+pub fn job_metadata(
+    name: &str,
+    namespace: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> (Value, Value) {
+    let mut template = json!({ "labels": labels });
+    if !annotations.is_empty() {
+        template["annotations"] = json!(annotations);
+    }
+    let mut job = template.clone();
+    job["name"] = json!(name);
+    job["namespace"] = json!(namespace);
+    (job, template)
+}
+
 /// Requests and limits from an instance shape: each positive axis sets both, `cpu` in whole
 /// vCPUs and `memory` in GiB. `None` when the shape sets nothing.
 pub fn shape_resources(shape: Option<&InstanceShape>) -> Option<Map<String, Value>> {

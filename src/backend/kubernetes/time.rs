@@ -130,6 +130,25 @@ mod tests {
     }
 
     #[test]
+    fn random_text_never_panics() {
+        let pool = ["2", "0", "-", "T", "Z", ":", ".", "+", "é", "🙂", "9", " "];
+        let mut rng = crate::backend::kubernetes::fixtures::Rng(0x1234_5678_9abc_def1);
+        for _ in 0..20_000 {
+            let len = rng.below(32);
+            let s: String = (0..len).map(|_| *rng.pick(&pool)).collect();
+            let _ = parse(&s);
+        }
+        // Near-valid shapes with a multibyte character where a digit should be.
+        for bad in [
+            "2026-12-02T15:45:2é",
+            "2026-12-02T15:45:25.é",
+            "2026-12-02T15:45:25+0é:00",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn elapsed_never_goes_negative() {
         assert_eq!(elapsed(at(10, 0), at(4, 0)), Duration::from_secs(6));
         assert_eq!(elapsed(at(4, 0), at(10, 0)), Duration::ZERO);
