@@ -9,7 +9,7 @@ use super::KubernetesBackend;
 use super::cleanup::{self, Action, Ending};
 use super::details::Source;
 use super::job;
-use super::message::text;
+use super::message::{self, text};
 use super::names::{self, Identity};
 use super::outcome::{self, Context, FirstSeen, Observation, Verdict};
 use super::watch::Resource;
@@ -26,8 +26,6 @@ const CANCEL_CHECK: Duration = Duration::from_millis(200);
 /// Events are listed at most this often per task, and only while a pod is Pending or Failed
 /// (or no pod exists yet).
 const EVENTS_EVERY: Duration = Duration::from_secs(5);
-/// Bytes of a failed container's log kept for the worker log.
-const LOG_LIMIT: usize = 64 * 1024;
 
 fn outcome_word(ending: Ending) -> &'static str {
     match ending {
@@ -298,29 +296,24 @@ impl KubernetesBackend {
         out
     }
 
-    /// Logs the failing pod's containers' output (diagnostics only).
+    /// Logs the failing pod's containers' output (diagnostics only, reference §5.5).
     fn log_pod(&self, pod_name: &str, pods: &[Value]) {
         let ns = &self.settings.namespace;
         let Some(pod) = pods.iter().find(|p| text(p, "/metadata/name") == pod_name) else {
             return;
         };
-        let mut names: Vec<&str> = Vec::new();
-        for key in ["initContainers", "containers"] {
-            if let Some(cs) = pod["spec"][key].as_array() {
-                names.extend(cs.iter().map(|c| text(c, "/name")));
-            }
-        }
-        for c in names {
+        for c in message::log_containers(pod) {
             let target = format!(
-                "/api/v1/namespaces/{ns}/pods/{pod_name}/log?container={}&limitBytes={LOG_LIMIT}",
-                query_escape(c)
+                "/api/v1/namespaces/{ns}/pods/{pod_name}/log?container={}&limitBytes={}",
+                query_escape(c),
+                message::LOG_LIMIT_BYTES
             );
             if let Ok(r) = self.client.request("GET", &target, None)
                 && r.is_success()
                 && let Some(t) = r.body.as_str()
                 && !t.trim().is_empty()
             {
-                log::info!(pod = pod_name, container = c; "[{pod_name}/{c}]\n{}", t.trim_end());
+                log::info!(pod = pod_name, container = c; "{}", message::log_section(pod_name, c, t));
             }
         }
     }
