@@ -38,6 +38,9 @@ pub struct Failure {
     pub reason: FailureReason,
     pub exit_code: Option<i32>,
     pub message: String,
+    /// The `failure_details` object of `task_failed`, as JSON text (Kubernetes:
+    /// `{"kubernetes": {...}}`, schema 1), when the backend has one.
+    pub details: Option<String>,
 }
 
 impl Failure {
@@ -46,7 +49,14 @@ impl Failure {
             reason,
             exit_code: None,
             message: message.into(),
+            details: None,
         }
+    }
+
+    /// Attaches the `failure_details` object (JSON text).
+    pub fn with_details(mut self, details: Option<String>) -> Self {
+        self.details = details;
+        self
     }
 
     pub fn with_exit_code(mut self, code: i32) -> Self {

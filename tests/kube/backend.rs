@@ -124,6 +124,10 @@ fn tasks_run_as_jobs_with_outcomes_cleanup_and_shared_watches() {
     let f = expect(&oz, "task_failed", "t-exit");
     assert_eq!(f["failure_reason"], "container_exit", "{f}");
     assert_eq!(f["exit_code"], 3);
+    // failure_details.kubernetes, schema 1 (upstream #139).
+    let k = &f["failure_details"]["kubernetes"];
+    assert_eq!(k["schema_version"], 1, "{f}");
+    assert_eq!(k["container"]["normalized_exit_code"], 3, "{f}");
     assert!(job_of(&sim.state().jobs(), "t-exit").is_some());
 
     // OOMKilled: container_oom, 137.

@@ -220,7 +220,8 @@ impl KubernetesBackend {
                         uid,
                         job.as_ref(),
                     );
-                    return Err(f.failure);
+                    let details = serde_json::to_string(&f.details).ok();
+                    return Err(f.failure.with_details(details));
                 }
             }
         }
