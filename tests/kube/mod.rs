@@ -2,5 +2,6 @@
 //! simulator, and the Kubernetes backend end to end through the binary.
 
 mod backend;
+mod real_cluster;
 mod resilience;
 mod simulator;
