@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 use super::abort::{Abort, Registration};
 use super::codec::{self, BodyDecoder, RequestBody, ResponseHead};
 use super::error::{HttpError, Phase};
-use super::jsonlines::{BodySource, JsonLines};
+pub use super::jsonlines::BodySource;
+use super::jsonlines::JsonLines;
 use super::transport::{self, Endpoint, Stream};
 
 /// Per-phase time limits of one request.

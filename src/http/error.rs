@@ -53,7 +53,6 @@ impl fmt::Display for Phase {
 
 /// Everything that can go wrong on one request. A 4xx or 5xx answer is not an error: it
 /// arrives as a [`super::Response`] with that status.
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum HttpError {
     /// Unusable configuration: TLS material, a server name, a proxy variable. Says what to fix.
@@ -178,6 +177,13 @@ impl fmt::Display for HttpError {
             }
             HttpError::Aborted { request } => write!(f, "request {request} was aborted"),
         }
+    }
+}
+
+/// The message itself: every field is in it, and a derived `Debug` cost about 1 KB of binary.
+impl fmt::Debug for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

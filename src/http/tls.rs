@@ -20,6 +20,17 @@ pub enum Pem {
 }
 
 impl Pem {
+    /// The PEM text: the file's contents, or the bytes held. One parsing path for both keeps
+    /// the binary small.
+    fn bytes(&self, item: &'static str) -> Result<std::borrow::Cow<'_, [u8]>, TlsError> {
+        match self {
+            Pem::File(path) => std::fs::read(path)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| load_error(item, self, e)),
+            Pem::Memory(bytes) => Ok(std::borrow::Cow::Borrowed(bytes)),
+        }
+    }
+
     /// For messages: the path, or `(inline data)`.
     pub fn describe(&self) -> String {
         match self {
@@ -148,13 +159,10 @@ fn load_error(item: &'static str, pem: &Pem, detail: impl fmt::Display) -> TlsEr
 
 /// The certificates in `pem`; at least one.
 pub fn load_certs(pem: &Pem, item: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = match pem {
-        Pem::File(path) => CertificateDer::pem_file_iter(path)
-            .map_err(|e| load_error(item, pem, e))?
-            .collect::<Result<Vec<_>, _>>(),
-        Pem::Memory(bytes) => CertificateDer::pem_slice_iter(bytes).collect(),
-    }
-    .map_err(|e| load_error(item, pem, e))?;
+    let bytes = pem.bytes(item)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| load_error(item, pem, e))?;
     if certs.is_empty() {
         return Err(load_error(item, pem, "no PEM certificate in it"));
     }
@@ -163,11 +171,8 @@ pub fn load_certs(pem: &Pem, item: &'static str) -> Result<Vec<CertificateDer<'s
 
 fn load_key(pem: &Pem) -> Result<PrivateKeyDer<'static>, TlsError> {
     // rustls-pki-types' errors name the PEM section, never the key material.
-    match pem {
-        Pem::File(path) => PrivateKeyDer::from_pem_file(path),
-        Pem::Memory(bytes) => PrivateKeyDer::from_pem_slice(bytes),
-    }
-    .map_err(|e| load_error("client key", pem, e))
+    let bytes = pem.bytes("client key")?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| load_error("client key", pem, e))
 }
 
 fn roots(trust: &Trust) -> Result<RootCertStore, TlsError> {
