@@ -47,6 +47,8 @@ pub mod reporting;
 pub mod docker;
 /// The one HTTP/1.1 client: transport (unix, TCP, TLS, proxy), driver, JSON lines, errors.
 pub mod http;
+/// The Kubernetes API client: kubeconfig, credentials, JSON requests with retries, watches.
+pub mod kube;
 /// One subprocess per task step: process groups, output forwarding, cancellation.
 pub mod process;
 

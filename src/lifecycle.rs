@@ -81,6 +81,7 @@ pub fn verdict(
                     message,
                     failure_reason: Some(reason.as_str().to_owned()),
                     exit_code: failure.exit_code,
+                    failure_details: failure.details.clone(),
                 }),
                 reason: Some(reason),
             }
@@ -96,6 +97,7 @@ pub fn failed_before_start(task: &TaskRef, why: &str) -> Outbound {
         message: format!("{}{why}", text::FAILED_PREFIX),
         failure_reason: Some(FailureReason::Unknown.as_str().to_owned()),
         exit_code: None,
+        failure_details: None,
     }
 }
 
@@ -107,6 +109,7 @@ pub fn abandoned_at_shutdown(task: &TaskRef) -> Outbound {
         message: text::INTERRUPTED.to_owned(),
         failure_reason: Some(FailureReason::GracefulShutdown.as_str().to_owned()),
         exit_code: None,
+        failure_details: None,
     }
 }
 

@@ -216,6 +216,7 @@ mod tests {
             message: "m".into(),
             failure_reason: None,
             exit_code: code,
+            failure_details: None,
         };
         assert_eq!(exit_status(None), 0);
         assert_eq!(exit_status(Some(&failed(Some(3)))), 3);

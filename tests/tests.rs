@@ -9,6 +9,7 @@ mod backends;
 mod docker_backend;
 mod docker_client;
 mod fuzz;
+mod kube;
 mod link;
 mod ops;
 mod worker;

@@ -10,6 +10,7 @@
 pub mod command;
 pub mod direct;
 pub mod docker;
+pub mod kubernetes;
 
 use std::fmt;
 
@@ -37,6 +38,9 @@ pub struct Failure {
     pub reason: FailureReason,
     pub exit_code: Option<i32>,
     pub message: String,
+    /// The `failure_details` object of `task_failed`, as JSON text (Kubernetes:
+    /// `{"kubernetes": {...}}`, schema 1), when the backend has one.
+    pub details: Option<String>,
 }
 
 impl Failure {
@@ -45,7 +49,14 @@ impl Failure {
             reason,
             exit_code: None,
             message: message.into(),
+            details: None,
         }
+    }
+
+    /// Attaches the `failure_details` object (JSON text).
+    pub fn with_details(mut self, details: Option<String>) -> Self {
+        self.details = details;
+        self
     }
 
     pub fn with_exit_code(mut self, code: i32) -> Self {
@@ -190,6 +201,17 @@ pub fn task_report(
     )
 }
 
+/// One metric series a backend exports, in plain types: the daemon turns it into a metrics
+/// family (the backend layer does not import the metrics layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// Monotonic counter (else a gauge).
+    pub counter: bool,
+    pub points: Vec<(Vec<(&'static str, String)>, i64)>,
+}
+
 /// An execution backend.
 pub trait Backend: Send + Sync {
     /// Which backend this is.
@@ -229,6 +251,27 @@ pub trait Backend: Send + Sync {
         Err(Failure::new(
             FailureReason::Unknown,
             "the worker restarted while the task ran; its outcome is unknown",
+        ))
+    }
+
+    /// Series this backend exports itself (the Kubernetes API requests and watches).
+    fn series(&self) -> Vec<Series> {
+        Vec::new()
+    }
+
+    /// Executions a previous worker process left running that this backend can follow to
+    /// their end (Kubernetes re-attach). Taken once, at startup; the supervisor reports their
+    /// outcomes like any other task's, without a new claim.
+    fn reattach(&self) -> Vec<TaskRef> {
+        Vec::new()
+    }
+
+    /// Follows an execution returned by [`Backend::reattach`] to its end.
+    fn resume(&self, task: &TaskRef, cancel: &CancelToken) -> Result<Completion, Failure> {
+        let _ = cancel;
+        Err(Failure::new(
+            FailureReason::Unknown,
+            format!("the {} backend cannot resume execution {task}", self.kind()),
         ))
     }
 }
@@ -309,10 +352,10 @@ pub fn build_recovering(
                 docker::process_env(),
             )),
         },
-        BackendSettings::Kubernetes(_) => Err(BuildError(
-            "the kubernetes backend is not implemented by this worker yet (its configuration is \
-             validated); use --backend docker, direct or command"
-                .into(),
+        BackendSettings::Kubernetes(s) => boxed(kubernetes::KubernetesBackend::new(
+            (**s).clone(),
+            ctx,
+            purpose,
         )),
     }
 }

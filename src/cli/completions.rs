@@ -112,7 +112,11 @@ fn bash() -> String {
     let flags: Vec<String> = FLAGS
         .iter()
         .map(|f| format!("--{}", f.long))
-        .chain(FLAGS.iter().filter_map(|f| f.short.map(|c| format!("-{c}"))))
+        .chain(
+            FLAGS
+                .iter()
+                .filter_map(|f| f.short.map(|c| format!("-{c}"))),
+        )
         .collect();
     let _ = writeln!(
         out,

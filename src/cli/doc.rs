@@ -242,7 +242,16 @@ An \fBenvironment\fR entry without \fBvalue\fR copies the worker's own variable 
 string). The kubernetes block has no \fBenvironment\fR: put env in \fBpod_template\fR. The
 removed keys \fBimage_pull_secret\fR, \fBservice_account\fR, \fBnode_selector\fR,
 \fBtolerations\fR, \fBresources\fR, \fBtermination_grace_period_seconds\fR and
-\fBenvironment\fR are rejected there.";
+\fBenvironment\fR are rejected there.
+.PP
+The kubernetes backend finds its cluster through \fBkubeconfig\fR, else the in\-cluster service
+account, else \fB$KUBECONFIG\fR, else \fI~/.kube/config\fR. Its service account needs a Role in
+the task namespace granting jobs: create, get, list, watch, delete, patch; pods: get, list,
+watch; pods/log: get; events: list. It runs one Job per task and follows all of them through two
+shared watches; it deletes successful Jobs, expires failed ones that still run, deletes
+cancelled ones, leaves them running at shutdown and, at the next start, reports once the ones
+whose outcome no worker reported. \fBcheck\fR verifies each verb with a
+SelfSubjectAccessReview and creates nothing.";
 
 /// The man page, in roff. `man/oz-agent-worker.8` must equal this (a test checks it).
 pub fn man_page() -> String {

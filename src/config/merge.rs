@@ -36,6 +36,9 @@ pub const DEFAULT_PREFLIGHT_IMAGE: &str = "busybox:1.36";
 pub const DEFAULT_UNSCHEDULABLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_VOLUME_MOUNT_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 pub const DEFAULT_JOB_TTL_SECONDS: i32 = 24 * 60 * 60;
+/// 8 h, the chart's default, also when the worker runs outside Helm: a Job that is never
+/// bounded (the Go worker's code default) can keep a stuck pod forever.
+pub const DEFAULT_ACTIVE_DEADLINE_SECONDS: i64 = 8 * 60 * 60;
 pub const DEFAULT_WORKER_ID_LOCAL: &str = "local";
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -528,8 +531,12 @@ fn kubernetes(
         teardown_command: non_empty(&k.teardown_command),
         extra_labels: k.extra_labels.clone().unwrap_or_default(),
         extra_annotations: k.extra_annotations.clone().unwrap_or_default(),
-        // 0 means unbounded, as the chart treats it.
-        active_deadline_seconds: k.active_deadline_seconds.filter(|n| *n > 0),
+        // Absent means the chart's 8 h; 0 means unbounded, as the chart treats it.
+        active_deadline_seconds: Some(
+            k.active_deadline_seconds
+                .unwrap_or(DEFAULT_ACTIVE_DEADLINE_SECONDS),
+        )
+        .filter(|n| *n > 0),
         ttl_seconds_after_finished: cleanup.then(|| {
             k.ttl_seconds_after_finished
                 .unwrap_or(DEFAULT_JOB_TTL_SECONDS)

@@ -82,6 +82,33 @@ fn build_backend(settings: &Settings) -> Option<Arc<dyn Backend>> {
     }
 }
 
+/// Publishes the backend's own series with the worker's metrics.
+fn export_backend_series(metrics: &crate::metrics::Metrics, backend: &Arc<dyn Backend>) {
+    use crate::metrics::{Family, Kind, Point, PointValue};
+    let backend = Arc::clone(backend);
+    metrics.add_source(Box::new(move || {
+        backend
+            .series()
+            .into_iter()
+            .map(|s| Family {
+                name: s.name,
+                help: s.help,
+                unit: "",
+                kind: if s.counter {
+                    Kind::Counter
+                } else {
+                    Kind::Gauge
+                },
+                points: s
+                    .points
+                    .into_iter()
+                    .map(|(labels, v)| Point::new(labels, PointValue::Int(v)))
+                    .collect(),
+            })
+            .collect()
+    }));
+}
+
 /// Runs the worker until a signal, a one-shot task's end or a lost link.
 pub fn run(settings: &Settings) -> Outcome {
     info!(
@@ -106,6 +133,7 @@ pub fn run(settings: &Settings) -> Outcome {
         observers.stop();
         return Outcome::RuntimeFailure;
     };
+    export_backend_series(&observers.telemetry.metrics, &backend);
     let Some(api_key) = settings.api_key.clone() else {
         // config::resolve requires a key in daemon mode; this is a bug if reached.
         error!("No API key configured");

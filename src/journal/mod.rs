@@ -475,11 +475,13 @@ pub fn terminal_of(msg: &Outbound) -> Option<Terminal> {
             task_state: task_state.clone(),
             failure_reason: None,
             exit_code: None,
+            failure_details: None,
         }),
         Outbound::Failed {
             message,
             failure_reason,
             exit_code,
+            failure_details,
             ..
         } => Some(Terminal {
             completed: false,
@@ -487,6 +489,7 @@ pub fn terminal_of(msg: &Outbound) -> Option<Terminal> {
             task_state: None,
             failure_reason: failure_reason.clone(),
             exit_code: *exit_code,
+            failure_details: failure_details.as_deref().map(redact),
         }),
         _ => None,
     }
@@ -508,6 +511,7 @@ pub fn outbound_of(task: &TaskRef, t: &Terminal) -> Outbound {
             message: t.message.clone(),
             failure_reason: t.failure_reason.clone(),
             exit_code: t.exit_code,
+            failure_details: t.failure_details.clone(),
         }
     }
 }

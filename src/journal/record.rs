@@ -17,6 +17,8 @@ pub struct Terminal {
     pub task_state: Option<String>,
     pub failure_reason: Option<String>,
     pub exit_code: Option<i32>,
+    /// `failure_details` as JSON text (Kubernetes), redacted like the message.
+    pub failure_details: Option<String>,
 }
 
 /// One journal record. `task`/`exec` name the execution (`exec` absent for legacy runs).
@@ -151,6 +153,9 @@ fn terminal_json(t: &Terminal) -> Value {
     if let Some(c) = t.exit_code {
         obj.insert("exit_code".into(), json!(c));
     }
+    if let Some(d) = &t.failure_details {
+        obj.insert("failure_details".into(), json!(d));
+    }
     Value::Object(obj)
 }
 
@@ -168,6 +173,7 @@ fn terminal_of_json(v: &Value) -> Option<Terminal> {
             None => None,
             Some(c) => Some(i32::try_from(c.as_i64()?).ok()?),
         },
+        failure_details: opt_str("failure_details")?,
     })
 }
 
@@ -224,6 +230,7 @@ mod tests {
                     task_state: Some("CANCELLED".into()),
                     failure_reason: None,
                     exit_code: None,
+                    failure_details: None,
                 }),
             },
             Record::Delivered {
@@ -262,6 +269,7 @@ mod tests {
                 task_state: None,
                 failure_reason: Some("agent_invocation".into()),
                 exit_code: Some(3),
+                failure_details: None,
             }),
         };
         let line = r.encode();

@@ -16,6 +16,7 @@ fn failed(msg: &str) -> Terminal {
         task_state: None,
         failure_reason: Some("agent_invocation".into()),
         exit_code: Some(2),
+        failure_details: None,
     }
 }
 
@@ -182,9 +183,15 @@ fn terminal_messages_are_redacted_and_round_trip() {
         message: format!("Task failed: agent printed {canary}"),
         failure_reason: Some("agent_invocation".into()),
         exit_code: Some(1),
+        failure_details: Some(format!(
+            r#"{{"kubernetes":{{"schema_version":1,"note":"{canary}"}}}}"#
+        )),
     };
     let t = terminal_of(&msg).unwrap();
     assert!(!t.message.contains(canary), "{}", t.message);
+    let details = t.failure_details.as_deref().unwrap();
+    assert!(!details.contains(canary), "{details}");
+    assert!(details.contains("schema_version"), "{details}");
     let back = outbound_of(&key("t", Some("e")), &t);
     assert_eq!(back.kind(), msg.kind());
     assert!(

@@ -94,7 +94,7 @@ impl Backoff {
 
 /// Parses a `Retry-After` value given in seconds, clipped to [`RETRY_AFTER_CAP`]. The HTTP-date
 /// form is not honoured (`None`): the server we talk to sends seconds.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let v = value.trim();
     if v.is_empty() || v.len() > 12 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -14,7 +14,7 @@
 //! acknowledgements. [`Link::shutdown`] flushes everything queued (redialling if needed) before
 //! sending close 1000, and reports what it could not deliver.
 
-mod backoff;
+pub(crate) mod backoff;
 mod conn;
 mod dial;
 mod machine;

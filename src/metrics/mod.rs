@@ -203,6 +203,20 @@ pub struct Metrics {
     /// Phase-major: `phase * FailureReason::ALL.len() + reason`.
     failures: Vec<AtomicU64>,
     reconnects: Vec<AtomicU64>,
+    /// Series other layers contribute (the Kubernetes backend's API requests and watches).
+    sources: Sources,
+}
+
+/// A function that returns families at snapshot time.
+pub type Source = Box<dyn Fn() -> Vec<Family> + Send + Sync>;
+
+#[derive(Default)]
+struct Sources(std::sync::Mutex<Vec<Source>>);
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sources")
+    }
 }
 
 fn counters(n: usize) -> Vec<AtomicU64> {
@@ -233,7 +247,17 @@ impl Metrics {
             durations: std::array::from_fn(|_| Histogram::new()),
             failures: counters(FailurePhase::ALL.len() * FailureReason::ALL.len()),
             reconnects: counters(ReconnectReason::ALL.len()),
+            sources: Sources::default(),
         })
+    }
+
+    /// Adds families computed at each snapshot (a backend's own series).
+    pub fn add_source(&self, source: Source) {
+        self.sources
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(source);
     }
 
     pub fn info(&self) -> &WorkerInfo {
@@ -434,6 +458,16 @@ impl Metrics {
                 )],
             ),
         ];
+        let mut families = families;
+        for source in self
+            .sources
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            families.extend(source());
+        }
         Snapshot {
             start: self.start,
             time: SystemTime::now(),
@@ -485,7 +519,7 @@ pub struct Point {
 }
 
 impl Point {
-    fn new(labels: Vec<(&'static str, String)>, value: PointValue) -> Point {
+    pub fn new(labels: Vec<(&'static str, String)>, value: PointValue) -> Point {
         Point { labels, value }
     }
 }

@@ -30,6 +30,8 @@ pub enum Outbound {
         failure_reason: Option<String>,
         /// Omitted on the wire when absent or zero.
         exit_code: Option<i32>,
+        /// The `failure_details` object as JSON text (upstream #139), omitted when absent.
+        failure_details: Option<String>,
     },
     ExecutionClosed {
         task_id: String,
@@ -104,6 +106,8 @@ impl Outbound {
             exit_code: Option<i32>,
             #[serde(skip_serializing_if = "Option::is_none")]
             execution_id: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            failure_details: Option<Box<serde_json::value::RawValue>>,
         }
         #[derive(Serialize)]
         struct Closed<'a> {
@@ -149,6 +153,7 @@ impl Outbound {
                 message,
                 failure_reason,
                 exit_code,
+                failure_details,
             } => enc(
                 kind,
                 Failed {
@@ -157,6 +162,10 @@ impl Outbound {
                     failure_reason: failure_reason.as_deref(),
                     exit_code: exit_code.filter(|c| *c != 0),
                     execution_id: execution_id.as_deref(),
+                    // Text that is not a JSON value is dropped rather than sent broken.
+                    failure_details: failure_details
+                        .as_ref()
+                        .and_then(|d| serde_json::value::RawValue::from_string(d.clone()).ok()),
                 },
             ),
             Outbound::ExecutionClosed {

@@ -263,7 +263,8 @@ fn outbound_shapes() {
             execution_id: None,
             message: "m".into(),
             failure_reason: Some("agent_invocation".into()),
-            exit_code: Some(143)
+            exit_code: Some(143),
+            failure_details: None
         }),
         json!({"type": "task_failed", "data": {"task_id": "t", "message": "m",
             "failure_reason": "agent_invocation", "exit_code": 143}})
@@ -274,10 +275,37 @@ fn outbound_shapes() {
             execution_id: None,
             message: "m".into(),
             failure_reason: None,
-            exit_code: Some(0)
+            exit_code: Some(0),
+            failure_details: None
         }),
         json!({"type": "task_failed", "data": {"task_id": "t", "message": "m"}}),
         "exit code 0 is omitted like Go's omitempty"
+    );
+    assert_eq!(
+        encoded(Outbound::Failed {
+            task_id: "t".into(),
+            execution_id: None,
+            message: "m".into(),
+            failure_reason: Some("job_failed".into()),
+            exit_code: None,
+            failure_details: Some(r#"{"kubernetes":{"schema_version":1}}"#.into())
+        }),
+        json!({"type": "task_failed", "data": {"task_id": "t", "message": "m",
+            "failure_reason": "job_failed",
+            "failure_details": {"kubernetes": {"schema_version": 1}}}}),
+        "failure_details is sent as the object it is"
+    );
+    assert_eq!(
+        encoded(Outbound::Failed {
+            task_id: "t".into(),
+            execution_id: None,
+            message: "m".into(),
+            failure_reason: None,
+            exit_code: None,
+            failure_details: Some("not json".into())
+        }),
+        json!({"type": "task_failed", "data": {"task_id": "t", "message": "m"}}),
+        "text that is not JSON is dropped, never sent broken"
     );
     assert_eq!(
         encoded(Outbound::ExecutionClosed {

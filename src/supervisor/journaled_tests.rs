@@ -48,6 +48,7 @@ fn replay_comes_first_and_an_orphan_does_not_use_up_a_one_shot_worker() {
                 task_state: None,
                 failure_reason: None,
                 exit_code: None,
+                failure_details: None,
             }),
         );
     }

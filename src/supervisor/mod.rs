@@ -239,6 +239,7 @@ impl Supervisor {
             }
             None => outbox,
         };
+        self.reattach();
         let mut link_alive = true;
         loop {
             let wait = self.next_wakeup();
@@ -522,6 +523,45 @@ impl Supervisor {
                 took: started.elapsed(),
             });
         })
+    }
+
+    /// Follows the executions a previous worker process left running (re-attach): they were
+    /// claimed then, so no claim now; their outcome is reported once, like any task's.
+    fn reattach(&mut self) {
+        for key in self.backend.reattach() {
+            if self.tasks.contains_key(&key) {
+                continue;
+            }
+            let cancel = match CancelToken::new() {
+                Ok(c) => c,
+                Err(e) => {
+                    error!("Task {key}: cannot re-attach: {e}");
+                    continue;
+                }
+            };
+            self.tasks.insert(
+                key.clone(),
+                Active {
+                    cancel: cancel.clone(),
+                    started: Instant::now(),
+                    _secrets: None,
+                    reported: false,
+                    recovered: true,
+                    backend_cancel_sent: false,
+                },
+            );
+            self.telemetry.metrics.task_claimed();
+            info!(
+                "Task {key}: re-attached to the execution a previous worker process left running"
+            );
+            let resumed = key.clone();
+            if let Err(e) = self.spawn_job(key.clone(), cancel, move |backend, cancel| {
+                backend.resume(&resumed, cancel)
+            }) {
+                error!("Task {key}: cannot start a task thread: {e}");
+                self.tasks.remove(&key);
+            }
+        }
     }
 
     fn on_internal(&mut self, outbox: &dyn Outbox, ev: Internal) {

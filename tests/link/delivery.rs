@@ -74,6 +74,7 @@ fn stalled_writes_reconnect_and_unflushed_frames_are_written_again() {
             message: big.clone(),
             failure_reason: None,
             exit_code: None,
+            failure_details: None,
         });
     }
     let reason = h.disconnected();

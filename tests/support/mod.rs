@@ -6,6 +6,7 @@
 pub mod collector;
 pub mod docker_images;
 pub mod harness;
+pub mod kube_sim;
 pub mod log_capture;
 pub mod otlp_logs;
 pub mod oz_server;

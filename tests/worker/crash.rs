@@ -148,6 +148,7 @@ fn a_journal_left_by_a_crash_is_replayed_before_new_work() {
                 task_state: None,
                 failure_reason: Some("agent_invocation".into()),
                 exit_code: Some(4),
+                failure_details: None,
             }),
         );
     }

@@ -11,7 +11,7 @@ mod faults_disk;
 mod faults_engine;
 mod faults_server;
 mod limits;
-mod ops;
+pub(crate) mod ops;
 mod reporting;
 mod shutdown;
 

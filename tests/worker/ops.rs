@@ -13,7 +13,7 @@ use crate::support::harness::{TestDir, Worker};
 use crate::support::oz_server::OzServer;
 
 /// `GET path` on the ops listener: (status, body).
-pub(super) fn get(addr: &str, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(T)).unwrap();
     write!(
@@ -36,7 +36,7 @@ pub(super) fn get(addr: &str, path: &str) -> (u16, String) {
 }
 
 /// The address the worker logged for its ops listener.
-pub(super) fn ops_addr(w: &mut Worker) -> String {
+pub(crate) fn ops_addr(w: &mut Worker) -> String {
     w.wait_for_log("Serving /metrics", T);
     let log = w.stderr();
     assert_eq!(
@@ -52,7 +52,7 @@ pub(super) fn ops_addr(w: &mut Worker) -> String {
 }
 
 /// The value of one exposition line, e.g. `oz_worker_tasks_claimed_total`.
-pub(super) fn sample(body: &str, series: &str) -> f64 {
+pub(crate) fn sample(body: &str, series: &str) -> f64 {
     body.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())

@@ -229,7 +229,8 @@ fn kubernetes_defaults() {
     assert_eq!(k.unschedulable_timeout, Some(Duration::from_secs(600)));
     assert_eq!(k.volume_mount_timeout, Some(Duration::from_secs(120)));
     assert_eq!(k.ttl_seconds_after_finished, Some(86_400));
-    assert_eq!(k.active_deadline_seconds, None);
+    // The chart's 8 h, also outside Helm.
+    assert_eq!(k.active_deadline_seconds, Some(28_800));
     assert_eq!(k.workspace_size_limit, None);
     assert_eq!(k.pod_template, None);
     assert_eq!(k.preflight_resources, None);
@@ -244,6 +245,14 @@ fn kubernetes_defaults() {
         kube(&s).unschedulable_timeout,
         Some(Duration::from_secs(600))
     );
+}
+
+#[test]
+fn zero_active_deadline_means_unbounded() {
+    let s = Run::new(&w(&[]))
+        .yaml("backend:\n  kubernetes:\n    active_deadline_seconds: 0\n")
+        .settings();
+    assert_eq!(kube(&s).active_deadline_seconds, None);
 }
 
 #[test]

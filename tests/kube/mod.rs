@@ -1,0 +1,7 @@
+//! The Kubernetes API simulator checked with the real `kubectl`, the `kube` client against the
+//! simulator, and the Kubernetes backend end to end through the binary.
+
+mod backend;
+mod real_cluster;
+mod resilience;
+mod simulator;
