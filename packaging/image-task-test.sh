@@ -7,7 +7,15 @@
 set -euo pipefail
 worker_image=$1 task_image=$2 agent_tag=$3
 work=$(mktemp -d)
-trap 'docker rmi -f "$agent_tag" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+# The worker caches sidecar volumes by image (named after the tag, `/` and `:` as `-`): this test's
+# agent image is gone afterwards, so its volumes go too (CI checks nothing is left behind).
+volume_prefix=${agent_tag//[\/:]/-}
+cleanup() {
+  docker volume ls -q --filter "name=$volume_prefix" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
+  docker rmi -f "$agent_tag" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 cd "$(dirname "$0")/.."
 
 mkdir -p "$work/agent"
