@@ -501,3 +501,89 @@ impl KubernetesBackend {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::UNIX_EPOCH;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::reporting::send::{Reply, Request, SendError, Transport};
+    use crate::reporting::{Reporting, TaskFacts};
+
+    /// Records every POST and answers 200.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Request>>);
+
+    impl Transport for Recorder {
+        fn post(&self, r: &Request) -> Result<Reply, SendError> {
+            self.0.lock().unwrap().push(r.clone());
+            Ok(Reply {
+                status: 200,
+                body: Vec::new(),
+            })
+        }
+    }
+
+    fn at(s: u64) -> String {
+        super::super::time::format(UNIX_EPOCH + Duration::from_secs(1_796_226_000 + s))
+    }
+
+    fn pod(running: bool) -> Value {
+        let mut p = json!({
+            "metadata": {"name": "p", "creationTimestamp": at(0)},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "True",
+                                       "lastTransitionTime": at(2)}]},
+        });
+        if running {
+            p["status"]["containerStatuses"] =
+                json!([{"name": "task", "state": {"running": {"startedAt": at(5)}}}]);
+        }
+        p
+    }
+
+    #[test]
+    fn pod_phases_are_reported_once_and_not_when_cancelled() {
+        let t = Arc::new(Recorder::default());
+        let env = [("WARP_API_KEY".to_owned(), "key".to_owned())];
+        let report = TaskReport::start_with(
+            &Reporting {
+                worker_id: "w",
+                backend: "kubernetes",
+                server_root_url: "http://root",
+                collect_task_logs: false,
+            },
+            &TaskFacts {
+                run_id: "run",
+                execution_id: None,
+                env: &env,
+                secrets: &[],
+                telemetry: None,
+            },
+            Arc::clone(&t) as Arc<dyn Transport>,
+        );
+        let mut reporter = Reporter::new(&report);
+        // Scheduling is proven while the task is being cancelled: not reported, ever.
+        reporter.observe(&[pod(false)], true);
+        // The container start is proven later; scheduling is not reported again.
+        reporter.observe(&[pod(true)], false);
+        reporter.observe(&[pod(true)], false);
+        report.finish();
+        // Posts leave in order from one thread: had scheduling been queued, it would be first.
+        let mut seen = Vec::new();
+        for _ in 0..2000 {
+            seen = t.0.lock().unwrap().clone();
+            if !seen.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
+        assert_eq!(body["event_name"], "setup_worker_container_start");
+        assert_eq!(body["payload"]["latency_ms"], 3000.0);
+        assert_eq!(body["payload"]["is_error"], false);
+    }
+}
