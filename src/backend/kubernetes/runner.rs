@@ -12,7 +12,7 @@ use super::job;
 use super::message::{self, text};
 use super::names::{self, Identity};
 use super::outcome::{self, Context, FirstSeen, Observation, Verdict};
-use super::setup_phases::{self, SetupTracker};
+use super::reporter::Reporter;
 use super::watch::Resource;
 use crate::backend::{BackendKind, Completion, Failure, FailureReason, TaskRef};
 use crate::cancel::CancelToken;
@@ -70,48 +70,6 @@ struct Subscription<'a> {
 impl Drop for Subscription<'_> {
     fn drop(&mut self) {
         self.backend.hub.unsubscribe(&self.hash);
-    }
-}
-
-fn setup_phase(phase: setup_phases::Phase) -> SetupPhase {
-    match phase {
-        setup_phases::Phase::PodSchedule => SetupPhase::PodSchedule,
-        setup_phases::Phase::SidecarPrep => SetupPhase::SidecarPrep,
-        setup_phases::Phase::SetupCommand => SetupPhase::SetupCommand,
-        setup_phases::Phase::ContainerStart => SetupPhase::ContainerStart,
-    }
-}
-
-/// What a followed task reports besides its outcome: setup phases as pod status proves them,
-/// failed pods' logs. A re-attached Job reports nothing (its setup was reported, if at all, by
-/// the worker that created it).
-pub(super) struct Reporter<'a> {
-    report: &'a TaskReport,
-    tracker: SetupTracker,
-}
-
-impl<'a> Reporter<'a> {
-    pub(super) fn new(report: &'a TaskReport) -> Reporter<'a> {
-        Reporter {
-            report,
-            tracker: SetupTracker::default(),
-        }
-    }
-
-    /// Reports the phases `pods` newly prove, unless the task was cancelled meanwhile.
-    fn observe(&mut self, pods: &[Value], cancelled: bool) {
-        for pod in pods {
-            for span in self.tracker.observe(pod) {
-                if !cancelled {
-                    self.report.event(
-                        setup_phase(span.phase),
-                        span.start,
-                        span.finish,
-                        span.is_error,
-                    );
-                }
-            }
-        }
     }
 }
 
@@ -292,7 +250,7 @@ impl KubernetesBackend {
                 }
                 Verdict::Failed(f) => {
                     if let Some(pod) = &f.pod {
-                        self.log_pod(pod, &pods, reporter.report);
+                        self.log_pod(pod, &pods, reporter);
                     }
                     self.finish(
                         Ending::Failed { stopped: f.stopped },
@@ -379,7 +337,7 @@ impl KubernetesBackend {
 
     /// Logs the failing pod's containers' output (diagnostics, reference §5.5) and hands its
     /// lines to the task-log export as `pod.<container>` records.
-    fn log_pod(&self, pod_name: &str, pods: &[Value], report: &TaskReport) {
+    fn log_pod(&self, pod_name: &str, pods: &[Value], reporter: &Reporter<'_>) {
         let ns = &self.settings.namespace;
         let Some(pod) = pods.iter().find(|p| text(p, "/metadata/name") == pod_name) else {
             return;
@@ -396,13 +354,7 @@ impl KubernetesBackend {
                 && !t.trim().is_empty()
             {
                 log::info!(pod = pod_name, container = c; "{}", message::log_section(pod_name, c, t));
-                if report.logs_enabled() {
-                    let source = format!("pod.{c}");
-                    let attributes = [("k8s.container.name", c), ("k8s.pod.name", pod_name)];
-                    for line in t.lines() {
-                        report.line(&source, &attributes, line);
-                    }
-                }
+                reporter.pod_log(pod_name, c, t);
             }
         }
     }
@@ -499,91 +451,5 @@ impl KubernetesBackend {
         log::info!(job = name.as_str(); "Deleting Kubernetes Job {name} for cancelled task {task}");
         self.delete_job(&name, Some(text(&r.body, "/metadata/uid")));
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-    use std::time::UNIX_EPOCH;
-
-    use serde_json::json;
-
-    use super::*;
-    use crate::reporting::send::{Reply, Request, SendError, Transport};
-    use crate::reporting::{Reporting, TaskFacts};
-
-    /// Records every POST and answers 200.
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<Request>>);
-
-    impl Transport for Recorder {
-        fn post(&self, r: &Request) -> Result<Reply, SendError> {
-            self.0.lock().unwrap().push(r.clone());
-            Ok(Reply {
-                status: 200,
-                body: Vec::new(),
-            })
-        }
-    }
-
-    fn at(s: u64) -> String {
-        super::super::time::format(UNIX_EPOCH + Duration::from_secs(1_796_226_000 + s))
-    }
-
-    fn pod(running: bool) -> Value {
-        let mut p = json!({
-            "metadata": {"name": "p", "creationTimestamp": at(0)},
-            "status": {"conditions": [{"type": "PodScheduled", "status": "True",
-                                       "lastTransitionTime": at(2)}]},
-        });
-        if running {
-            p["status"]["containerStatuses"] =
-                json!([{"name": "task", "state": {"running": {"startedAt": at(5)}}}]);
-        }
-        p
-    }
-
-    #[test]
-    fn pod_phases_are_reported_once_and_not_when_cancelled() {
-        let t = Arc::new(Recorder::default());
-        let env = [("WARP_API_KEY".to_owned(), "key".to_owned())];
-        let report = TaskReport::start_with(
-            &Reporting {
-                worker_id: "w",
-                backend: "kubernetes",
-                server_root_url: "http://root",
-                collect_task_logs: false,
-            },
-            &TaskFacts {
-                run_id: "run",
-                execution_id: None,
-                env: &env,
-                secrets: &[],
-                telemetry: None,
-            },
-            Arc::clone(&t) as Arc<dyn Transport>,
-        );
-        let mut reporter = Reporter::new(&report);
-        // Scheduling is proven while the task is being cancelled: not reported, ever.
-        reporter.observe(&[pod(false)], true);
-        // The container start is proven later; scheduling is not reported again.
-        reporter.observe(&[pod(true)], false);
-        reporter.observe(&[pod(true)], false);
-        report.finish();
-        // Posts leave in order from one thread: had scheduling been queued, it would be first.
-        let mut seen = Vec::new();
-        for _ in 0..2000 {
-            seen = t.0.lock().unwrap().clone();
-            if !seen.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert_eq!(seen.len(), 1, "{seen:?}");
-        let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
-        assert_eq!(body["event_name"], "setup_worker_container_start");
-        assert_eq!(body["payload"]["latency_ms"], 3000.0);
-        assert_eq!(body["payload"]["is_error"], false);
     }
 }
