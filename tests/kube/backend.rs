@@ -148,11 +148,11 @@ fn tasks_run_as_jobs_with_outcomes_cleanup_and_shared_watches() {
         })
     });
 
-    // Several tasks at once share the worker's two watches.
-    for i in 0..6 {
+    // Twenty tasks at once share the worker's two watches.
+    for i in 0..20 {
         assign(&oz, &format!("t-many-{i}"), "sim/default");
     }
-    for i in 0..6 {
+    for i in 0..20 {
         expect(&oz, "task_completed", &format!("t-many-{i}"));
     }
     let max = sim.state().max_open_watches;
@@ -166,7 +166,7 @@ fn tasks_run_as_jobs_with_outcomes_cleanup_and_shared_watches() {
         &body,
         r#"oz_worker_kubernetes_api_requests_total{verb="create",code="2xx"}"#,
     );
-    assert!(creates >= 11.0, "{creates} creates\n{body}");
+    assert!(creates >= 25.0, "{creates} creates\n{body}");
     assert_eq!(
         sample(&body, "oz_worker_kubernetes_watches_open"),
         2.0,
@@ -335,7 +335,10 @@ fn a_restarted_worker_reports_a_preserved_job_once_over_three_starts() {
         job_of(&s.jobs(), "t-re").is_some_and(|j| j["status"]["failed"] == 1)
     });
 
-    // Second start: the Job is found, followed and reported once; then marked reported.
+    // Second start, with the outcome journal gone (a rescheduled pod's fresh emptyDir): the
+    // Job is found by the backend's own listing, followed and reported once, then marked
+    // reported. (With the journal the same Job is followed through its crash recovery.)
+    std::fs::remove_dir_all(dir.join("state")).unwrap();
     let mut w = worker(&dir, &oz, &cfg).spawn();
     let frame = oz.wait_for_frame(T, |f| f.kind() == "task_failed" && f.task_id() == "t-re");
     assert_eq!(frame.conn, 1, "reported on the new connection");
@@ -349,7 +352,13 @@ fn a_restarted_worker_reports_a_preserved_job_once_over_three_starts() {
     });
     w.signal(libc::SIGTERM);
     w.wait(T);
-    assert!(w.stderr().contains("re-attached"), "{}", w.dump());
+    // Followed again either way: through the outcome journal (which knew of the claim) or,
+    // without one, through the backend's own re-attach listing.
+    assert!(
+        w.stderr().contains("again after a worker restart"),
+        "{}",
+        w.dump()
+    );
 
     // Third start: nothing to report.
     let mut w = worker(&dir, &oz, &cfg).spawn();

@@ -221,7 +221,13 @@ fn check_reports_source_version_and_rbac() {
         &format!("worker_id: kube-check\nbackend:\n  kubernetes:\n    namespace: agents\n    kubeconfig: {}\n", kc.display()),
     );
     let out = WorkerCommand::new(&dir)
-        .args(["check", "--config-file"])
+        .args([
+            "check",
+            "--offline",
+            "--api-key",
+            "kube-check-key",
+            "--config-file",
+        ])
         .arg(cfg.display().to_string())
         .run();
     out.expect_code(1);
@@ -232,7 +238,13 @@ fn check_reports_source_version_and_rbac() {
     assert!(sim.state().requests("POST", "/jobs").is_empty());
     sim.with(|s| s.forbidden.clear());
     let out = WorkerCommand::new(&dir)
-        .args(["check", "--config-file"])
+        .args([
+            "check",
+            "--offline",
+            "--api-key",
+            "kube-check-key",
+            "--config-file",
+        ])
         .arg(cfg.display().to_string())
         .run();
     out.expect_code(0);

@@ -361,7 +361,6 @@ impl KubernetesBackend {
 
     /// Delete, expire or keep the Job, as `cleanup::decide` says.
     fn finish(&self, ending: Ending, name: &str, uid: &str, job: Option<&Value>) {
-        let ns = &self.settings.namespace;
         match cleanup::decide(ending, self.ctx.cleanup) {
             Action::Keep => {
                 log::info!(job = name; "Keeping Kubernetes Job {name} (until its TTL)");
@@ -369,34 +368,38 @@ impl KubernetesBackend {
             }
             Action::Delete => self.delete_job(name, Some(uid)),
             Action::Expire => {
+                // Expire first, then mark: the mark changes the resourceVersion that fences
+                // the expiry, and a missing snapshot is read rather than skipping the expiry.
+                self.expire(name, uid, job);
                 self.mark_reported(name, uid, outcome_word(ending));
-                let mut current = job.cloned();
-                for _ in 0..3 {
-                    let Some(j) = current.take() else { break };
-                    if !uid.is_empty() && text(&j, "/metadata/uid") != uid {
-                        log::warn!(job = name; "Kubernetes Job {name} was replaced; refusing to expire another execution");
-                        return;
-                    }
-                    match self
-                        .client
-                        .merge_patch(&job_path(ns, name), &cleanup::expire_patch(&j))
-                    {
-                        Ok(r) if r.is_success() || r.status == 404 => {
-                            log::info!(job = name; "Expired Kubernetes Job {name}: its pod stops, the Job stays until its TTL");
-                            return;
-                        }
-                        Ok(r) if r.status == 409 => {
-                            current = self.client.get_ok(&job_path(ns, name)).ok();
-                        }
-                        Ok(r) => {
-                            log::warn!(job = name; "failed to stop Kubernetes Job {name}: {}", r.message());
-                            return;
-                        }
-                        Err(e) => {
-                            log::warn!(job = name; "failed to stop Kubernetes Job {name}: {e}");
-                            return;
-                        }
-                    }
+            }
+        }
+    }
+
+    /// Stops a failed execution's still-active Job but keeps it (fenced merge-patch; a 409
+    /// means the Job changed: read it again and retry, up to three times).
+    fn expire(&self, name: &str, uid: &str, job: Option<&Value>) {
+        let path = job_path(&self.settings.namespace, name);
+        let mut current = job.cloned().or_else(|| self.client.get_ok(&path).ok());
+        for _ in 0..3 {
+            let Some(j) = current.take() else { return };
+            if !uid.is_empty() && text(&j, "/metadata/uid") != uid {
+                log::warn!(job = name; "Kubernetes Job {name} was replaced; refusing to expire another execution");
+                return;
+            }
+            match self.client.merge_patch(&path, &cleanup::expire_patch(&j)) {
+                Ok(r) if r.is_success() || r.status == 404 => {
+                    log::info!(job = name; "Expired Kubernetes Job {name}: its pod stops, the Job stays until its TTL");
+                    return;
+                }
+                Ok(r) if r.status == 409 => current = self.client.get_ok(&path).ok(),
+                Ok(r) => {
+                    log::warn!(job = name; "failed to stop Kubernetes Job {name}: {}", r.message());
+                    return;
+                }
+                Err(e) => {
+                    log::warn!(job = name; "failed to stop Kubernetes Job {name}: {e}");
+                    return;
                 }
             }
         }
