@@ -3,5 +3,6 @@
 
 mod backend;
 mod real_cluster;
+mod reporting;
 mod resilience;
 mod simulator;

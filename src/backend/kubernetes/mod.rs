@@ -14,7 +14,8 @@
 //! - [`startup`]: `GET /version`, the preflight Job (always deleted), `check` probes;
 //! - [`watch`]: one shared Job watch and one Pod watch for the whole worker, and their cache;
 //! - [`runner`]: per task: create the Job, follow it, classify, clean up; cancel by delete;
-//! - [`reattach`]: at startup, follow this worker's unreported Jobs again and report them once.
+//! - [`reattach`]: at startup, follow this worker's unreported Jobs again and report them once;
+//! - [`reporter`]: a task's setup events and failed pods' output, through `crate::reporting`.
 
 pub mod cleanup;
 pub mod details;
@@ -26,6 +27,7 @@ pub mod outcome;
 pub mod preflight;
 pub mod rbac;
 pub mod reattach;
+pub mod reporter;
 pub mod runner;
 pub mod setup_phases;
 pub mod sidecars;

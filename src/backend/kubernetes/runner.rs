@@ -12,10 +12,12 @@ use super::job;
 use super::message::{self, text};
 use super::names::{self, Identity};
 use super::outcome::{self, Context, FirstSeen, Observation, Verdict};
+use super::reporter::Reporter;
 use super::watch::Resource;
-use crate::backend::{Completion, Failure, FailureReason, TaskRef};
+use crate::backend::{BackendKind, Completion, Failure, FailureReason, TaskRef};
 use crate::cancel::CancelToken;
 use crate::kube::query_escape;
+use crate::reporting::{SetupPhase, TaskReport};
 use crate::task::TaskSpec;
 
 /// The safety-net poll (the seed's 30 s): a completion is never missed even when watches are
@@ -77,6 +79,20 @@ impl KubernetesBackend {
         spec: &TaskSpec,
         cancel: &CancelToken,
     ) -> Result<Completion, Failure> {
+        // Flushes the task's logs (≤ 5 s) before the outcome is reported; events are posted
+        // off the task's path.
+        let report = crate::backend::task_report(&self.ctx, BackendKind::Kubernetes, spec);
+        let result = self.run_reported(spec, cancel, &report);
+        report.finish();
+        result
+    }
+
+    fn run_reported(
+        &self,
+        spec: &TaskSpec,
+        cancel: &CancelToken,
+        report: &TaskReport,
+    ) -> Result<Completion, Failure> {
         let k = &self.settings;
         let ns = k.namespace.as_str();
         let manifest = job::task_job(&self.ctx.worker_id, spec, k)?;
@@ -88,15 +104,20 @@ impl KubernetesBackend {
             backend: self,
             hash: hash.clone(),
         };
-        let created = self
-            .client
-            .request("POST", &jobs_path(ns), Some(&manifest))
-            .map_err(|e| {
-                Failure::new(
-                    FailureReason::JobCreate,
-                    format!("failed to create Kubernetes Job: {e}"),
-                )
-            })?;
+        let span = report.begin(SetupPhase::JobCreate);
+        let created = self.client.request("POST", &jobs_path(ns), Some(&manifest));
+        // A 409 is this execution's Job existing already (adopted below) or another's (an
+        // error reported by `adopt`): either way the POST itself was answered.
+        let post_failed = created
+            .as_ref()
+            .map_or(true, |r| !matches!(r.status, 200 | 201 | 409));
+        report.end(span, post_failed, cancel.is_cancelled());
+        let created = created.map_err(|e| {
+            Failure::new(
+                FailureReason::JobCreate,
+                format!("failed to create Kubernetes Job: {e}"),
+            )
+        })?;
         let uid = match created.status {
             200 | 201 => text(&created.body, "/metadata/uid").to_owned(),
             409 => self.adopt(&name, spec)?,
@@ -108,7 +129,8 @@ impl KubernetesBackend {
             }
         };
         log::info!(job = name.as_str(), namespace = ns; "Created Kubernetes Job {name} for task {}", spec.task_ref());
-        self.follow(&name, &uid, &hash, &rx, cancel)
+        let mut reporter = Reporter::new(report);
+        self.follow_reporting(&name, &uid, &hash, &rx, cancel, &mut reporter)
     }
 
     /// A 409 on create: the Job exists. If it is this execution's (a redelivered assignment, a
@@ -139,7 +161,7 @@ impl KubernetesBackend {
         }
     }
 
-    /// Follows a created Job to its outcome, then cleans up.
+    /// Follows a created Job to its outcome, then cleans up; reports nothing besides.
     pub(super) fn follow(
         &self,
         name: &str,
@@ -147,6 +169,21 @@ impl KubernetesBackend {
         hash: &str,
         rx: &crossbeam_channel::Receiver<()>,
         cancel: &CancelToken,
+    ) -> Result<Completion, Failure> {
+        let disabled = TaskReport::disabled();
+        let mut reporter = Reporter::new(&disabled);
+        self.follow_reporting(name, uid, hash, rx, cancel, &mut reporter)
+    }
+
+    /// [`KubernetesBackend::follow`], reporting setup phases and failed pods' logs.
+    fn follow_reporting(
+        &self,
+        name: &str,
+        uid: &str,
+        hash: &str,
+        rx: &crossbeam_channel::Receiver<()>,
+        cancel: &CancelToken,
+        reporter: &mut Reporter<'_>,
     ) -> Result<Completion, Failure> {
         let k = &self.settings;
         let ns = k.namespace.as_str();
@@ -188,6 +225,7 @@ impl KubernetesBackend {
                 };
                 (job, pods, Source::JobWatch)
             };
+            reporter.observe(&pods, cancel.is_cancelled());
             let pending = pods.is_empty()
                 || pods
                     .iter()
@@ -212,7 +250,7 @@ impl KubernetesBackend {
                 }
                 Verdict::Failed(f) => {
                     if let Some(pod) = &f.pod {
-                        self.log_pod(pod, &pods);
+                        self.log_pod(pod, &pods, reporter);
                     }
                     self.finish(
                         Ending::Failed { stopped: f.stopped },
@@ -297,8 +335,9 @@ impl KubernetesBackend {
         out
     }
 
-    /// Logs the failing pod's containers' output (diagnostics only, reference §5.5).
-    fn log_pod(&self, pod_name: &str, pods: &[Value]) {
+    /// Logs the failing pod's containers' output (diagnostics, reference §5.5) and hands its
+    /// lines to the task-log export as `pod.<container>` records.
+    fn log_pod(&self, pod_name: &str, pods: &[Value], reporter: &Reporter<'_>) {
         let ns = &self.settings.namespace;
         let Some(pod) = pods.iter().find(|p| text(p, "/metadata/name") == pod_name) else {
             return;
@@ -315,6 +354,7 @@ impl KubernetesBackend {
                 && !t.trim().is_empty()
             {
                 log::info!(pod = pod_name, container = c; "{}", message::log_section(pod_name, c, t));
+                reporter.pod_log(pod_name, c, t);
             }
         }
     }

@@ -102,6 +102,18 @@ fn event(store: &mut Store, ns: &str, regarding: &Value, kind: &str, reason: &st
     store.create(Kind::Event, ns, ev);
 }
 
+/// `PodScheduled=True`, keeping the time it became so.
+fn scheduled(pod: &Value) -> Value {
+    let since = pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "PodScheduled" && c["status"] == "True")
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .map_or_else(now_rfc3339, str::to_owned);
+    json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": since})
+}
+
 impl Run {
     /// Creates the pod (or the FailedCreate event). Called once right after the Job POST.
     pub fn start(&mut self, store: &mut Store) {
@@ -133,7 +145,7 @@ impl Run {
             },
             "spec": job["spec"]["template"]["spec"].clone(),
             "status": {"phase": "Pending", "conditions": [
-                {"type": "PodScheduled", "status": "True"}]},
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}]},
         });
         store.create(Kind::Pod, &self.namespace, pod);
         store.update(Kind::Job, &self.namespace, &self.job, |j| {
@@ -202,7 +214,11 @@ impl Run {
         let step = self.steps[self.index].clone();
         let ns = self.namespace.clone();
         match step {
-            Step::FailedCreate(_) | Step::Pending(_) => {}
+            Step::FailedCreate(_) => {}
+            // After an unschedulable spell the pod is scheduled now.
+            Step::Pending(_) => self.set_pod(store, |p, _| {
+                p["status"]["conditions"] = json!([scheduled(p)]);
+            }),
             Step::Unschedulable(_) => self.set_pod(store, |p, _| {
                 p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
                     "reason": "Unschedulable",
@@ -220,8 +236,7 @@ impl Run {
             }
             Step::Running(_) => self.set_pod(store, |p, (c, inits)| {
                 p["status"]["phase"] = json!("Running");
-                p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True"},
-                    {"type": "Ready", "status": "True"}]);
+                p["status"]["conditions"] = json!([scheduled(p), {"type": "Ready", "status": "True"}]);
                 let running = json!({"running": {"startedAt": now_rfc3339()}});
                 p["status"]["containerStatuses"] = Self::statuses(c, running.clone(), running.clone());
                 p["status"]["initContainerStatuses"] = Value::Array(inits.iter().map(|(n, sidecar)| {

@@ -1,0 +1,149 @@
+//! What a Kubernetes task reports besides its outcome (`upstream-newer.md` §5.1 and §4): the
+//! setup phases its pod's status proves, as [`SetupTracker`] derives them, and the output of a
+//! failed pod's containers as `pod.<container>` log records. The Job POST is timed by the runner.
+
+use serde_json::Value;
+
+use super::setup_phases::{self, SetupTracker};
+use crate::reporting::{SetupPhase, TaskReport};
+
+fn setup_phase(phase: setup_phases::Phase) -> SetupPhase {
+    match phase {
+        setup_phases::Phase::PodSchedule => SetupPhase::PodSchedule,
+        setup_phases::Phase::SidecarPrep => SetupPhase::SidecarPrep,
+        setup_phases::Phase::SetupCommand => SetupPhase::SetupCommand,
+        setup_phases::Phase::ContainerStart => SetupPhase::ContainerStart,
+    }
+}
+
+/// What a followed task reports besides its outcome: setup phases as pod status proves them,
+/// failed pods' logs. A re-attached Job reports nothing (its setup was reported, if at all, by
+/// the worker that created it).
+pub(super) struct Reporter<'a> {
+    report: &'a TaskReport,
+    tracker: SetupTracker,
+}
+
+impl<'a> Reporter<'a> {
+    pub(super) fn new(report: &'a TaskReport) -> Reporter<'a> {
+        Reporter {
+            report,
+            tracker: SetupTracker::default(),
+        }
+    }
+
+    /// Reports the phases `pods` newly prove, unless the task was cancelled meanwhile.
+    pub(super) fn observe(&mut self, pods: &[Value], cancelled: bool) {
+        for pod in pods {
+            for span in self.tracker.observe(pod) {
+                if !cancelled {
+                    self.report.event(
+                        setup_phase(span.phase),
+                        span.start,
+                        span.finish,
+                        span.is_error,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Exports a container's output as `pod.<container>` records.
+    pub(super) fn pod_log(&self, pod: &str, container: &str, output: &str) {
+        if !self.report.logs_enabled() {
+            return;
+        }
+        let source = format!("pod.{container}");
+        let attributes = [("k8s.container.name", container), ("k8s.pod.name", pod)];
+        for line in output.lines() {
+            self.report.line(&source, &attributes, line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::UNIX_EPOCH;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::reporting::send::{Reply, Request, SendError, Transport};
+    use crate::reporting::{Reporting, TaskFacts};
+    use std::time::Duration;
+
+    /// Records every POST and answers 200.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Request>>);
+
+    impl Transport for Recorder {
+        fn post(&self, r: &Request) -> Result<Reply, SendError> {
+            self.0.lock().unwrap().push(r.clone());
+            Ok(Reply {
+                status: 200,
+                body: Vec::new(),
+            })
+        }
+    }
+
+    fn at(s: u64) -> String {
+        super::super::time::format(UNIX_EPOCH + Duration::from_secs(1_796_226_000 + s))
+    }
+
+    fn pod(running: bool) -> Value {
+        let mut p = json!({
+            "metadata": {"name": "p", "creationTimestamp": at(0)},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "True",
+                                       "lastTransitionTime": at(2)}]},
+        });
+        if running {
+            p["status"]["containerStatuses"] =
+                json!([{"name": "task", "state": {"running": {"startedAt": at(5)}}}]);
+        }
+        p
+    }
+
+    #[test]
+    fn pod_phases_are_reported_once_and_not_when_cancelled() {
+        let t = Arc::new(Recorder::default());
+        let env = [("WARP_API_KEY".to_owned(), "key".to_owned())];
+        let report = TaskReport::start_with(
+            &Reporting {
+                worker_id: "w",
+                backend: "kubernetes",
+                server_root_url: "http://root",
+                collect_task_logs: false,
+            },
+            &TaskFacts {
+                run_id: "run",
+                execution_id: None,
+                env: &env,
+                secrets: &[],
+                telemetry: None,
+            },
+            Arc::clone(&t) as Arc<dyn Transport>,
+        );
+        let mut reporter = Reporter::new(&report);
+        // Scheduling is proven while the task is being cancelled: not reported, ever.
+        reporter.observe(&[pod(false)], true);
+        // The container start is proven later; scheduling is not reported again.
+        reporter.observe(&[pod(true)], false);
+        reporter.observe(&[pod(true)], false);
+        report.finish();
+        // Posts leave in order from one thread: had scheduling been queued, it would be first.
+        let mut seen = Vec::new();
+        for _ in 0..2000 {
+            seen = t.0.lock().unwrap().clone();
+            if !seen.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
+        assert_eq!(body["event_name"], "setup_worker_container_start");
+        assert_eq!(body["payload"]["latency_ms"], 3000.0);
+        assert_eq!(body["payload"]["is_error"], false);
+    }
+}
