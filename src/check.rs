@@ -24,6 +24,8 @@ pub struct Facts {
     pub sources: Sources,
     /// `--offline`: an unreachable endpoint is a warning.
     pub offline: bool,
+    /// `--preflight`: also run the backend's startup preflight (it creates and deletes a Job).
+    pub preflight: bool,
     pub proxy_env: ProxyEnv,
 }
 
@@ -88,7 +90,18 @@ pub fn run(settings: &Settings, facts: &Facts, out: &mut dyn Write) -> bool {
         lines.push(line);
     }
     match backend::build(settings, backend::Purpose::Check) {
-        Ok(backend) => lines.extend(backend.probe().into_iter().map(from_probe)),
+        Ok(backend) => {
+            lines.extend(backend.probe().into_iter().map(from_probe));
+            if facts.preflight {
+                lines.push(match backend.preflight() {
+                    Some(line) => from_probe(line),
+                    None => (
+                        Mark::Warn,
+                        "--preflight: this backend has no startup preflight".to_owned(),
+                    ),
+                });
+            }
+        }
         Err(e) => lines.push((Mark::Fail, format!("backend: {e}"))),
     }
     let mut all_ok = true;

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
     let check_facts = check::Facts {
         sources: resolved.sources.clone(),
         offline: args.offline,
+        preflight: args.preflight,
         proxy_env: oz_agent_worker::link::ProxyEnv::from_env(),
     };
     let settings = resolved.settings;

@@ -240,6 +240,12 @@ pub trait Backend: Send + Sync {
     /// checked; a failed line says what to fix.
     fn probe(&self) -> Vec<ProbeLine>;
 
+    /// `check --preflight`: runs the startup preflight the daemon runs (which may create and
+    /// delete cluster objects) and says how it went; `None` when this backend has none.
+    fn preflight(&self) -> Option<ProbeLine> {
+        None
+    }
+
     /// Called once when the worker stops, after every task thread has returned or timed out.
     fn shutdown(&self) {}
 

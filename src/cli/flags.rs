@@ -612,6 +612,21 @@ or complete a TLS handshake is reported as a warning instead of a failure, for s
 without a route to Oz. Ignored by the daemon and \fBrun\-once\fR.",
     },
     Flag {
+        long: "preflight",
+        short: None,
+        kind: Kind::Switch(|low| low.preflight = true),
+        env: None,
+        yaml: None,
+        default: None,
+        repeatable: false,
+        category: Category::Other,
+        doc_short: "check: also run the kubernetes backend's startup preflight Job.",
+        doc_long: r"For \fBcheck\fR only, with the \fBkubernetes\fR backend: also run the startup
+preflight Job the daemon runs before taking tasks (a short Job that proves task Jobs are
+admitted, scheduled and pulled here), report its outcome and delete it. Without it \fBcheck\fR
+creates nothing in the cluster. Other backends report it as not applicable.",
+    },
+    Flag {
         long: "help",
         short: Some('h'),
         kind: Kind::Switch(|low| low.special = Some(Special::Help)),

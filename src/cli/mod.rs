@@ -104,6 +104,8 @@ pub struct LowArgs {
     pub collect_task_logs: Option<bool>,
     /// `check --offline`: an unreachable Oz endpoint is a warning, not a failure.
     pub offline: bool,
+    /// `check --preflight`: also run the kubernetes backend's preflight Job.
+    pub preflight: bool,
     pub ca_bundle: Option<PathBuf>,
     /// `--state-dir`: where the outcome journal lives.
     pub state_dir: Option<PathBuf>,

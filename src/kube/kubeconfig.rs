@@ -287,8 +287,13 @@ struct Merged {
 
 impl Merged {
     fn add(&mut self, path: &Path, text: &str) -> Result<(), String> {
-        let file: File = serde_norway::from_str(text)
-            .map_err(|e| format!("kubeconfig {} is not valid: {e}", path.display()))?;
+        let file: File = serde_norway::from_str(text).map_err(|e| {
+            format!(
+                "kubeconfig {} is not valid: {}",
+                path.display(),
+                without_quoted_values(&e.to_string())
+            )
+        })?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         self.files.push(path.to_path_buf());
         if self.current_context.is_none() {
@@ -315,6 +320,29 @@ impl Merged {
         }
         Ok(())
     }
+}
+
+/// The YAML parser's message with every quoted scalar blanked: it quotes the offending value
+/// (`invalid type: string "..."`), which may be a token or a key (found by fuzzing).
+fn without_quoted_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut chars = msg.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '"' {
+            out.push_str("...\"");
+            while let Some(q) = chars.next() {
+                match q {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => break,
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
 }
 
 /// What the resolution reads from the environment (injectable for tests).

@@ -217,3 +217,21 @@ fn broken_references_name_the_missing_entry() {
     assert!(err.contains("backend.kubernetes.kubeconfig"), "{err}");
     assert!(ServerUrl::parse("ftp://x").is_err());
 }
+
+#[test]
+fn yaml_errors_never_quote_the_offending_value() {
+    let msg = r#"users[0].user: invalid type: string "token: \"s3cret\"", expected struct UserEntry at line 15 column 5"#;
+    let clean = without_quoted_values(msg);
+    assert!(!clean.contains("s3cret"), "{clean}");
+    assert!(
+        clean.contains(
+            "users[0].user: invalid type: string \"...\", expected struct UserEntry at line 15"
+        ),
+        "{clean}"
+    );
+    let t = Tmp::new("quoted");
+    let kc = t.write("config", "users:\n- name: u\n  user: \"token: s3cret\"\n");
+    let e = resolve_with(Some(&kc), &[], &t.0).expect_err("a user that is a string");
+    assert!(!e.contains("s3cret"), "{e}");
+    assert!(e.contains("line 3"), "{e}");
+}

@@ -7,13 +7,14 @@
 //! seed; `benches/fuzz.rs` runs the long campaigns. A failing case prints its seed and input, so
 //! it can be replayed and kept as a regression test.
 //!
-//! Kubeconfig, ExecCredential and watch-event targets belong with the Kubernetes client (issue 9)
-//! and are not here.
+//! `kube` covers the Kubernetes inputs: kubeconfig files, exec credential plugin output, and
+//! watch events and API objects as the watch cache and the outcome classifier see them.
 
 // Truncating random numbers to bytes and lengths is what a generator does.
 #![allow(clippy::cast_possible_truncation)]
 
 mod codec;
+mod kube;
 mod parsers;
 mod redactor;
 

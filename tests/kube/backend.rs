@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use oz_agent_worker::backend::kubernetes::names;
+
 use crate::support::harness::{TestDir, Worker, WorkerCommand};
 use crate::support::kube_sim::{KubeSim, Step, ms};
 use crate::support::oz_server::OzServer;
@@ -371,5 +373,55 @@ fn a_restarted_worker_reports_a_preserved_job_once_over_three_starts() {
         .into_iter()
         .map(|(k, _)| k)
         .collect();
+    assert_eq!(kinds, vec!["task_claimed", "task_failed"], "{kinds:?}");
+}
+
+#[test]
+fn a_restarted_worker_reattaches_a_job_whose_ids_label_sanitising_changed() {
+    let dir = TestDir::new("e2e-kube-reattach-raw");
+    let sim = KubeSim::start();
+    sim.script(
+        "sim/fails-later",
+        vec![Step::Running(ms(3000)), exit(7, None)],
+    );
+    let oz = OzServer::start();
+    let cfg = config(&dir, &sim, "kube-raw", "");
+    // Upper case and longer than a label value may be: the id labels cannot carry it.
+    let task = format!("T-Raw_UPPER-{}", "x".repeat(70));
+    let label = names::label_value(&task);
+    assert_ne!(label, task);
+    let of = |jobs: &[Value]| {
+        jobs.iter()
+            .find(|j| j["metadata"]["labels"]["oz-task-id"] == label.as_str())
+            .cloned()
+    };
+
+    let mut w = worker(&dir, &oz, &cfg).spawn();
+    w.wait_for_log("Connected to Oz", T);
+    assign(&oz, &task, "sim/fails-later");
+    expect(&oz, "task_claimed", &task);
+    sim.wait_until(T, |s| of(&s.jobs()).is_some());
+    w.signal(libc::SIGTERM);
+    w.wait(T);
+    sim.wait_until(T, |s| {
+        of(&s.jobs()).is_some_and(|j| j["status"]["failed"] == 1)
+    });
+    // A new pod with an empty state directory (the chart's emptyDir): no outcome journal knows
+    // the task, so only the Job's own annotations can name it.
+    std::fs::remove_dir_all(dir.path.join("state")).expect("the state directory existed");
+
+    let mut w = worker(&dir, &oz, &cfg).spawn();
+    let frame = oz.wait_for_frame(T, |f| f.kind() == "task_failed" && f.task_id() == task);
+    let f = frame.value["data"].clone();
+    assert_eq!(f["exit_code"], 7, "{f}");
+    assert_eq!(f["execution_id"], format!("{task}-exec"));
+    sim.wait_until(T, |s| {
+        of(&s.jobs())
+            .is_some_and(|j| !j["metadata"]["annotations"]["oz.warp.dev/reported"].is_null())
+    });
+    w.signal(libc::SIGTERM);
+    w.wait(T);
+    assert!(w.stderr().contains("re-attached"), "{}", w.dump());
+    let kinds: Vec<String> = frames_for(&oz, &task).into_iter().map(|(k, _)| k).collect();
     assert_eq!(kinds, vec!["task_claimed", "task_failed"], "{kinds:?}");
 }

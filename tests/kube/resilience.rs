@@ -221,13 +221,7 @@ fn check_reports_source_version_and_rbac() {
         &format!("worker_id: kube-check\nbackend:\n  kubernetes:\n    namespace: agents\n    kubeconfig: {}\n", kc.display()),
     );
     let out = WorkerCommand::new(&dir)
-        .args([
-            "check",
-            "--offline",
-            "--api-key",
-            "kube-check-key",
-            "--config-file",
-        ])
+        .args(["check", "--offline", "--api-key", API_KEY, "--config-file"])
         .arg(cfg.display().to_string())
         .run();
     out.expect_code(1);
@@ -238,14 +232,60 @@ fn check_reports_source_version_and_rbac() {
     assert!(sim.state().requests("POST", "/jobs").is_empty());
     sim.with(|s| s.forbidden.clear());
     let out = WorkerCommand::new(&dir)
-        .args([
-            "check",
-            "--offline",
-            "--api-key",
-            "kube-check-key",
-            "--config-file",
-        ])
+        .args(["check", "--offline", "--api-key", API_KEY, "--config-file"])
         .arg(cfg.display().to_string())
         .run();
     out.expect_code(0);
+}
+
+#[test]
+fn check_preflight_runs_and_deletes_the_preflight_job_and_plain_check_creates_none() {
+    let dir = TestDir::new("e2e-kube-check-preflight");
+    let sim = KubeSim::start();
+    let kc = sim.kubeconfig(&dir.path, None);
+    let cfg = dir.write(
+        "config.yaml",
+        &format!("worker_id: kube-pf\nbackend:\n  kubernetes:\n    namespace: agents\n    kubeconfig: {}\n", kc.display()),
+    );
+    let check = |extra: &[&str]| {
+        WorkerCommand::new(&dir)
+            .args(["check", "--offline", "--api-key", API_KEY, "--config-file"])
+            .arg(cfg.display().to_string())
+            .args(extra.iter().copied())
+            .run()
+    };
+    let out = check(&[]);
+    out.expect_code(0);
+    assert!(!out.stdout.contains("preflight Job"), "{}", out.dump());
+    assert!(sim.state().requests("POST", "/jobs").is_empty());
+
+    let out = check(&["--preflight"]);
+    out.expect_code(0);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("startup preflight Job"))
+        .unwrap_or_else(|| panic!("no preflight line: {}", out.dump()));
+    assert!(line.starts_with("ok"), "{line}");
+    let st = sim.state();
+    let posts = st.requests("POST", "/namespaces/agents/jobs");
+    assert_eq!(posts.len(), 1, "one preflight Job created");
+    let deletes = st.requests("DELETE", "/namespaces/agents/jobs/");
+    assert_eq!(deletes.len(), 1, "and deleted");
+    let name = deletes[0].path.rsplit('/').next().unwrap_or_default();
+    assert!(line.contains(name), "the line names the Job {name}: {line}");
+    assert!(st.jobs().is_empty(), "nothing left behind");
+    drop(st);
+
+    // A preflight that fails makes check fail, with the diagnosis.
+    sim.with(|s| {
+        s.forbidden.insert(("create".into(), "jobs".into()));
+    });
+    let out = check(&["--preflight"]);
+    out.expect_code(1);
+    assert!(
+        out.stdout.contains("startup preflight failed"),
+        "{}",
+        out.dump()
+    );
 }

@@ -110,8 +110,10 @@ pub fn task_job(
     }
     pod.insert("containers".into(), Value::Array(containers));
 
-    let (job_meta, meta) =
+    let (mut job_meta, meta) =
         template::job_metadata(&name, &k.namespace, &labels, &k.extra_annotations);
+    // The raw ids go on the Job only (re-attach reads them there); pods keep the operator's.
+    job_meta["annotations"] = json!(identity.annotations(&k.extra_annotations));
 
     let mut job_spec = json!({
         "backoffLimit": 0,

@@ -51,7 +51,15 @@ fn default_job_shape() {
     assert_eq!(labels["oz-execution-id"], "task-1");
     assert_eq!(labels["oz-execution-hash"], names::label_hash("task-1"));
     assert_eq!(labels, &job["spec"]["template"]["metadata"]["labels"]);
-    assert!(job["metadata"].get("annotations").is_none());
+    assert_eq!(
+        job["metadata"]["annotations"],
+        json!({names::ANNOTATION_TASK_ID: "task-1", names::ANNOTATION_EXECUTION_ID: "task-1"})
+    );
+    assert!(
+        job["spec"]["template"]["metadata"]
+            .get("annotations")
+            .is_none()
+    );
     assert_eq!(job["spec"]["backoffLimit"], 0);
     assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 86_400);
     assert_eq!(job["spec"]["activeDeadlineSeconds"], 28_800);
@@ -324,8 +332,16 @@ fn labels_annotations_teardown_and_workspace_limit() {
     for meta in [&job["metadata"], &job["spec"]["template"]["metadata"]] {
         assert_eq!(meta["labels"]["team"], "infra");
         assert_eq!(meta["labels"]["oz-worker-id"], "worker-123");
-        assert_eq!(meta["annotations"], json!({"owner": "ops@example.com"}));
+        assert_eq!(meta["annotations"]["owner"], "ops@example.com");
     }
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["annotations"],
+        json!({"owner": "ops@example.com"})
+    );
+    assert_eq!(
+        job["metadata"]["annotations"][names::ANNOTATION_TASK_ID],
+        "t"
+    );
     assert_eq!(
         pod(&job)["volumes"][0],
         json!({"name": "workspace", "emptyDir": {"sizeLimit": "8Gi"}})

@@ -169,6 +169,18 @@ impl Backend for KubernetesBackend {
         }
     }
 
+    fn preflight(&self) -> Option<ProbeLine> {
+        Some(
+            match startup::run_preflight(&self.client, &self.ctx.worker_id, &self.settings) {
+                Ok(name) => ProbeLine::ok(format!(
+                    "startup preflight Job {name} passed (created and deleted in namespace {:?})",
+                    self.settings.namespace
+                )),
+                Err(e) => ProbeLine::failed(e),
+            },
+        )
+    }
+
     fn series(&self) -> Vec<crate::backend::Series> {
         use std::sync::atomic::Ordering::Relaxed;
         let stats = &self.client.stats;

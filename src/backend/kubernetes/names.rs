@@ -157,6 +157,25 @@ impl Identity<'_> {
     }
 }
 
+/// Annotations on a task Job carrying the raw task and execution ids: the id labels are
+/// sanitised (lower-cased, shortened), so re-attach reads the ids from here.
+pub const ANNOTATION_TASK_ID: &str = "oz.warp.dev/task-id";
+pub const ANNOTATION_EXECUTION_ID: &str = "oz.warp.dev/execution-id";
+
+impl Identity<'_> {
+    /// The Job's annotations: `extra_annotations` first, then the raw ids, which win over an
+    /// operator annotation of the same key.
+    pub fn annotations(&self, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut annotations = extra.clone();
+        annotations.insert(ANNOTATION_TASK_ID.to_owned(), self.task_id.to_owned());
+        annotations.insert(
+            ANNOTATION_EXECUTION_ID.to_owned(),
+            self.execution_id.to_owned(),
+        );
+        annotations
+    }
+}
+
 /// Annotation a re-attaching worker puts on a Job whose outcome it reported, so that a later
 /// start never reports it again. Its value is the reported outcome (`succeeded`, `failed`,
 /// `cancelled`).

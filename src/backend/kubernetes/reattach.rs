@@ -3,9 +3,11 @@
 //! A reported Job that is kept (failed, or `--no-cleanup`) carries the reported annotation, so
 //! a later start never reports it again; a successful Job is deleted, which says the same.
 //!
-//! The task and execution ids come back from the Job's id labels. Those are sanitised, so a
-//! Job is re-attached only when its hash labels prove the sanitised value is the raw id (true
-//! for the UUIDs Oz uses); otherwise it is left to its TTL with a warning.
+//! The task and execution ids come back from the Job's raw-id annotations, checked against its
+//! hash labels (which the worker's selector matched). A Job made before those annotations
+//! existed falls back to its id labels: they are sanitised, so it is re-attached only when its
+//! hash labels prove the sanitised value is the raw id (true for the UUIDs Oz uses); otherwise
+//! it is left to its TTL with a warning.
 
 use serde_json::Value;
 
@@ -41,13 +43,22 @@ pub fn candidate(job: &Value) -> Option<TaskRef> {
     }
     let labels = &job["metadata"]["labels"];
     let get = |k: &str| labels.get(k).and_then(Value::as_str).unwrap_or("");
-    let (task, exec) = (get(names::LABEL_TASK_ID), get(names::LABEL_EXECUTION_ID));
+    let annotations = &job["metadata"]["annotations"];
+    let annotated = |k: &str| annotations.get(k).and_then(Value::as_str);
+    let (task, exec) = match (
+        annotated(names::ANNOTATION_TASK_ID),
+        annotated(names::ANNOTATION_EXECUTION_ID),
+    ) {
+        (Some(t), Some(e)) => (t, e),
+        // A Job from before the annotations: the labels are all there is.
+        _ => (get(names::LABEL_TASK_ID), get(names::LABEL_EXECUTION_ID)),
+    };
     if task.is_empty()
         || names::label_hash(task) != get(names::LABEL_TASK_HASH)
         || names::label_hash(exec) != get(names::LABEL_EXECUTION_HASH)
     {
         log::warn!(
-            "Kubernetes Job {} was not reported, but its task ids cannot be recovered from its labels; leaving it to its TTL",
+            "Kubernetes Job {} was not reported, but its task ids cannot be recovered from its annotations or labels; leaving it to its TTL",
             text(job, "/metadata/name")
         );
         return None;
@@ -139,7 +150,45 @@ mod tests {
             ))
             .is_none()
         );
-        // Sanitisation changed the id: not recoverable.
+        // Sanitisation changed the id and there are no id annotations (an older Job): not
+        // recoverable.
         assert!(candidate(&job("Task_ONE", "e-1", json!({}))).is_none());
+    }
+
+    fn annotated(task: &str, exec: &str) -> Value {
+        json!({names::ANNOTATION_TASK_ID: task, names::ANNOTATION_EXECUTION_ID: exec})
+    }
+
+    #[test]
+    fn the_raw_ids_come_back_from_the_annotations_whatever_sanitising_did() {
+        let long = format!("Task_ONE-{}", "x".repeat(80));
+        for (task, exec) in [("Task_ONE", "Exec.1"), (long.as_str(), long.as_str())] {
+            assert_ne!(names::label_value(task), task, "sanitising changes {task}");
+            let t = candidate(&job(task, exec, annotated(task, exec))).expect("candidate");
+            assert_eq!(t.task_id, task);
+            let want = (exec != task).then(|| exec.to_owned());
+            assert_eq!(t.execution_id, want);
+        }
+        // Annotations that disagree with the hash labels are not trusted.
+        assert!(candidate(&job("Task_ONE", "e-1", annotated("Task_TWO", "e-1"))).is_none());
+        assert!(candidate(&job("Task_ONE", "e-1", annotated("Task_ONE", "e-2"))).is_none());
+        // Only one of the two annotations: the labels decide (here they can).
+        let t = candidate(&job(
+            "t-1",
+            "e-1",
+            json!({names::ANNOTATION_TASK_ID: "Other"}),
+        ))
+        .expect("candidate from labels");
+        assert_eq!(t.task_id, "t-1");
+    }
+
+    #[test]
+    fn a_generated_job_is_a_candidate_with_its_raw_ids() {
+        let spec = super::super::fixtures::spec("Task_Upper-CASE", Some("EXEC_1"));
+        let k = super::super::fixtures::settings();
+        let job = super::super::job::task_job("w", &spec, &k).expect("manifest");
+        let t = candidate(&job).expect("candidate");
+        assert_eq!(t.task_id, "Task_Upper-CASE");
+        assert_eq!(t.execution_id.as_deref(), Some("EXEC_1"));
     }
 }

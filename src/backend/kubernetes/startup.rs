@@ -62,13 +62,13 @@ impl Drop for DeleteOnDrop<'_> {
     }
 }
 
-/// Runs the preflight Job (bounded by [`preflight::WAIT`]). The error is the operator's
-/// diagnosis, already wrapped with what to check.
+/// Runs the preflight Job (bounded by [`preflight::WAIT`]) and returns its name. The error is
+/// the operator's diagnosis, already wrapped with what to check.
 pub fn run_preflight(
     client: &Client,
     worker_id: &str,
     k: &KubernetesSettings,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let ns = k.namespace.as_str();
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -121,7 +121,7 @@ pub fn run_preflight(
         match preflight::verdict(&name, k, Some(&job), &pods, &events, SystemTime::now()) {
             State::Passed => {
                 log::info!("Kubernetes startup preflight Job {name} passed");
-                return Ok(());
+                return Ok(name);
             }
             State::Failed(inner) => return Err(preflight::wrap(k, &inner)),
             State::Waiting => {}
