@@ -343,13 +343,12 @@ fn environ_sections(out: &mut String) {
         entry(out, name, doc);
     }
     out.push_str(".SH EXAMPLES\n");
-    for (what, command) in EXAMPLES {
-        let _ = writeln!(
-            out,
-            ".PP\n{}\n.RS\n.nf\n{}\n.fi\n.RE",
-            roff(what),
-            roff(command)
-        );
+    for (i, (what, command)) in EXAMPLES.iter().enumerate() {
+        // A paragraph break between examples, not right after the heading (mandoc warns).
+        if i > 0 {
+            out.push_str(".PP\n");
+        }
+        let _ = writeln!(out, "{}\n.RS\n.nf\n{}\n.fi\n.RE", roff(what), roff(command));
     }
 }
 
@@ -365,6 +364,20 @@ fn capitalize(s: &str) -> String {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn no_paragraph_macro_follows_a_heading() {
+        // mandoc -T lint -W warning (CI's packaging check) rejects ".PP" right after ".SH".
+        let page = man_page();
+        let lines: Vec<&str> = page.lines().collect();
+        for pair in lines.windows(2) {
+            assert!(
+                !(pair[0].starts_with(".SH") && pair[1] == ".PP"),
+                "paragraph macro after {}",
+                pair[0]
+            );
+        }
+    }
 
     #[test]
     fn man_page_matches_committed_file() {
