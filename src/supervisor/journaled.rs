@@ -98,33 +98,12 @@ impl Supervisor {
             self.send_journaled(outbox, lifecycle::failed_before_start(&key, &why));
             return;
         }
-        let cancel = match CancelToken::new() {
-            Ok(c) => c,
-            Err(e) => {
-                error!("Task {key}: cannot create a cancellation token: {e}");
-                let why = format!("the worker restarted and cannot track the task: {e}");
-                self.send_journaled(outbox, lifecycle::failed_before_start(&key, &why));
-                return;
-            }
-        };
-        self.tasks.insert(
-            key.clone(),
-            Active {
-                cancel: cancel.clone(),
-                started: Instant::now(),
-                _secrets: None,
-                reported: false,
-                recovered: true,
-                backend_cancel_sent: false,
-            },
-        );
-        let spawned = self.spawn_job(key.clone(), cancel, move |backend, cancel| {
+        let followed = self.follow_left_over(&key, move |backend, cancel| {
             backend.recover(&orphan, cancel)
         });
-        if let Err(e) = spawned {
-            error!("Task {key}: cannot start a recovery thread: {e}");
-            self.tasks.remove(&key);
-            let why = format!("the worker restarted and cannot start recovery: {e}");
+        if let Err(e) = followed {
+            error!("Task {key}: {e}");
+            let why = format!("the worker restarted and cannot resolve the task: {e}");
             self.send_journaled(outbox, lifecycle::failed_before_start(&key, &why));
         }
     }

@@ -532,36 +532,46 @@ impl Supervisor {
             if self.tasks.contains_key(&key) {
                 continue;
             }
-            let cancel = match CancelToken::new() {
-                Ok(c) => c,
-                Err(e) => {
-                    error!("Task {key}: cannot re-attach: {e}");
-                    continue;
-                }
-            };
-            self.tasks.insert(
-                key.clone(),
-                Active {
-                    cancel: cancel.clone(),
-                    started: Instant::now(),
-                    _secrets: None,
-                    reported: false,
-                    recovered: true,
-                    backend_cancel_sent: false,
-                },
-            );
-            self.telemetry.metrics.task_claimed();
-            info!(
-                "Task {key}: re-attached to the execution a previous worker process left running"
-            );
             let resumed = key.clone();
-            if let Err(e) = self.spawn_job(key.clone(), cancel, move |backend, cancel| {
+            match self.follow_left_over(&key, move |backend, cancel| {
                 backend.resume(&resumed, cancel)
             }) {
-                error!("Task {key}: cannot start a task thread: {e}");
-                self.tasks.remove(&key);
+                Ok(()) => {
+                    self.telemetry.metrics.task_claimed();
+                    info!(
+                        "Task {key}: re-attached to the execution a previous worker process left running"
+                    );
+                }
+                Err(e) => error!("Task {key}: cannot re-attach: {e}"),
             }
         }
+    }
+
+    /// Tracks and follows an execution a previous worker process left behind (journal
+    /// recovery, Kubernetes re-attach) on a task thread: no claim now, and its outcome is
+    /// reported once like any task's. It does not use up a one-shot worker's task.
+    fn follow_left_over<F>(&mut self, key: &TaskRef, job: F) -> Result<(), String>
+    where
+        F: FnOnce(&dyn Backend, &CancelToken) -> Result<Completion, Failure> + Send + 'static,
+    {
+        let cancel =
+            CancelToken::new().map_err(|e| format!("cannot create a cancellation token: {e}"))?;
+        self.tasks.insert(
+            key.clone(),
+            Active {
+                cancel: cancel.clone(),
+                started: Instant::now(),
+                _secrets: None,
+                reported: false,
+                recovered: true,
+                backend_cancel_sent: false,
+            },
+        );
+        if let Err(e) = self.spawn_job(key.clone(), cancel, job) {
+            self.tasks.remove(key);
+            return Err(format!("cannot start a task thread: {e}"));
+        }
+        Ok(())
     }
 
     fn on_internal(&mut self, outbox: &dyn Outbox, ev: Internal) {
