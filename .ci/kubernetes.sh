@@ -6,4 +6,5 @@ if ! command -v kubectl >/dev/null 2>&1; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null
 fi
-kubectl version --client 2>/dev/null | head -1
+# sed reads all of it: with pipefail, `head -1` could end kubectl with SIGPIPE and fail CI.
+kubectl version --client 2>/dev/null | sed -n 1p
