@@ -13,6 +13,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 // The test collector, shared with the integration tests.
+#[allow(dead_code)]
+#[path = "../tests/support/collector.rs"]
+mod collector;
 #[path = "../tests/support/otlp_logs.rs"]
 mod otlp_logs;
 #[path = "../tests/support/warp_api.rs"]
