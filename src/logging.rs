@@ -13,18 +13,26 @@
 //! 2. the task scope of the emitting thread: task threads (and the threads that pump an
 //!    agent's output) hold `let _scope = logging::task_scope(&task_id);` for their lifetime.
 //!
+//! Task-log export: while a task's logs are exported, its reporter registers a
+//! [`TaskLogSink`] under the task id ([`route_task`]); every record whose task id (found as
+//! above) names it is also handed to that sink, except the forwarded output lines (targets
+//! `agent`, `hook`, `dispatch`), which the backends export under their own sources. With no
+//! sink registered this costs one atomic load per record.
+//!
 //! Other key-values become `fields`. Records from other crates are kept at DEBUG at most. Every message, field value and task id goes through
 //! [`crate::redact`] before it is written, so registered secrets and bearer tokens never reach
 //! the output at any level. The level comes from `--log-level`; `RUST_LOG` is not consulted,
 //! so the flag means what it says. Times are UTC, RFC 3339 with milliseconds.
 
+use std::cell::Cell;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::marker::PhantomData;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::kv::{Key, Value, VisitSource};
@@ -117,6 +125,9 @@ impl Log for Logger {
                 .unwrap_or_else(PoisonError::into_inner)
                 .write_all(line.as_bytes()),
         };
+        if ROUTED.load(Ordering::Relaxed) > 0 {
+            route(record);
+        }
     }
 
     fn flush(&self) {
@@ -157,6 +168,93 @@ impl Drop for TaskScope {
     fn drop(&mut self) {
         let previous = self.previous.take();
         CURRENT_TASK.with(|t| *t.borrow_mut() = previous);
+    }
+}
+
+/// Receives the worker's own records for one task (its task-log export). Called on the
+/// thread that logged, so it must not block; anything it logs itself is not routed again.
+pub trait TaskLogSink: Send + Sync {
+    fn record(&self, level: Level, message: &str);
+}
+
+/// The registered sinks: (registration id, task id, sink). A handful at most (one per task
+/// with log export on), so a scan is cheaper than a map.
+type Routes = Vec<(u64, Arc<str>, Arc<dyn TaskLogSink>)>;
+
+static ROUTES: RwLock<Routes> = RwLock::new(Vec::new());
+/// `ROUTES.len()`, read without the lock on every record.
+static ROUTED: AtomicUsize = AtomicUsize::new(0);
+static NEXT_ROUTE: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Set while this thread is inside a sink: a record the sink logs is not routed again.
+    static ROUTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Keeps a [`TaskLogSink`] registered; dropping it unregisters the sink.
+#[must_use = "the sink is unregistered when this value is dropped"]
+#[derive(Debug)]
+pub struct TaskRoute {
+    id: u64,
+}
+
+/// Sends the records of task `task_id` (see the module docs) to `sink` as well, until the
+/// returned guard is dropped.
+pub fn route_task(task_id: &str, sink: Arc<dyn TaskLogSink>) -> TaskRoute {
+    let id = NEXT_ROUTE.fetch_add(1, Ordering::Relaxed);
+    let mut routes = ROUTES.write().unwrap_or_else(PoisonError::into_inner);
+    routes.push((id, Arc::from(task_id), sink));
+    ROUTED.store(routes.len(), Ordering::Relaxed);
+    TaskRoute { id }
+}
+
+impl Drop for TaskRoute {
+    fn drop(&mut self) {
+        let mut routes = ROUTES.write().unwrap_or_else(PoisonError::into_inner);
+        routes.retain(|(id, _, _)| *id != self.id);
+        ROUTED.store(routes.len(), Ordering::Relaxed);
+    }
+}
+
+/// Output forwarded line by line: exported by the backends as `agent.stdout` and the like.
+fn is_forwarded_output(target: &str) -> bool {
+    matches!(target, "agent" | "hook" | "dispatch")
+}
+
+/// Hands `record` to the sink of its task, if one is registered.
+fn route(record: &Record) {
+    if is_forwarded_output(record.target()) || ROUTING.with(Cell::get) {
+        return;
+    }
+    let mut fields = Fields::default();
+    let _ = record.key_values().visit(&mut fields);
+    let task: Option<Arc<str>> = match fields.task_id.take() {
+        Some(id) => Some(Arc::from(id)),
+        None => CURRENT_TASK.with(|t| t.borrow().clone()),
+    };
+    let Some(task) = task else { return };
+    // The sink is called without the lock held: it may take locks of its own.
+    let sink = ROUTES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .find(|(_, t, _)| **t == *task)
+        .map(|(_, _, s)| Arc::clone(s));
+    let Some(sink) = sink else { return };
+    let mut message = record.args().to_string();
+    append_fields(&mut message, &fields.others);
+    ROUTING.with(|r| r.set(true));
+    sink.record(record.level(), &message);
+    ROUTING.with(|r| r.set(false));
+}
+
+fn append_fields(body: &mut String, fields: &BTreeMap<String, String>) {
+    for (key, value) in fields {
+        if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == '"') {
+            let _ = write!(body, " {key}={value:?}");
+        } else {
+            let _ = write!(body, " {key}={value}");
+        }
     }
 }
 
@@ -226,13 +324,7 @@ pub fn format_line(
                 let _ = write!(body, "[{id}] ");
             }
             body.push_str(&message);
-            for (key, value) in &fields.others {
-                if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == '"') {
-                    let _ = write!(body, " {key}={value:?}");
-                } else {
-                    let _ = write!(body, " {key}={value}");
-                }
-            }
+            append_fields(&mut body, &fields.others);
             format!(
                 "{time} {} {}\n",
                 level_text(record.level()),

@@ -11,6 +11,12 @@
 //! payload, never in the environment or argv. An operator who wants the worker key in the
 //! dispatch environment adds it to the operator env explicitly.
 //!
+//! Task-log export (when on for the task): the dispatch command's output lines while it runs,
+//! as `command.stdout` / `command.stderr` records (the Go worker names no sources for them),
+//! after its whole environment (inherited host variables included, worker-owned ids excepted)
+//! was registered with the task's redactor. No setup events: the command has no setup phase.
+//! The cancel command's output is not exported (it runs after the task's report closed).
+//!
 //! Differences from the Go worker: the command runs in its own process group, and a timeout or
 //! cancellation stops the whole group (SIGTERM, then SIGKILL after `kill_grace`) rather than only
 //! `/bin/sh`; output goes to the log line by line with the task id; the worker key is withheld.
@@ -23,7 +29,7 @@ use crate::backend::{
     ProbeLine, TaskRef,
 };
 use crate::process::env::API_KEY_VAR;
-use crate::process::{self, Ended, Env, Limits, ProcessSpec, Redactor};
+use crate::process::{self, Ended, Env, Limits, ProcessSpec, Redactor, Stream};
 use crate::settings::{CommandSettings, EnvList};
 use crate::task::TaskSpec;
 
@@ -176,6 +182,11 @@ impl Backend for CommandBackend {
             grace: self.ctx.timing.kill_grace,
             group: None,
         };
+        // Flushed (≤ 5 s) when dropped, before this returns and so before the outcome is sent.
+        let report = super::task_log_report(&self.ctx, BackendKind::Command, spec);
+        if report.logs_enabled() {
+            report.redact_also(env.redaction_values());
+        }
         log::info!("Dispatching task {id}");
         let secrets = Redactor::new(&spec.secrets);
         let proc = shell(
@@ -183,9 +194,17 @@ impl Backend for CommandBackend {
             env,
             Some(payload.into_bytes()),
         );
-        let result = process::run(&proc, &limits, &secrets, &mut |_, line| {
-            log::info!(target: "dispatch", "[{id}] {line}");
+        let result = process::run(&proc, &limits, &secrets, &mut |stream, line| {
+            line.records(&mut |r| log::info!(target: "dispatch", "[{id}] {r}"));
+            if let Some(whole) = line.whole() {
+                let source = match stream {
+                    Stream::Stdout => "command.stdout",
+                    Stream::Stderr => "command.stderr",
+                };
+                report.line(source, &[], whole);
+            }
         });
+        report.finish();
         match result {
             Ok(Ended::Exited(e)) if e.success() => Ok(Completion::Dispatched),
             Ok(Ended::Cancelled(_)) => Err(Failure::cancelled()),
@@ -224,7 +243,7 @@ impl Backend for CommandBackend {
             &limits,
             &Redactor::default(),
             &mut |_, line| {
-                log::info!(target: "dispatch", "[{id} cancel] {line}");
+                line.records(&mut |r| log::info!(target: "dispatch", "[{id} cancel] {r}"));
             },
         );
         match result {

@@ -177,6 +177,24 @@ pub fn task_report(
     kind: BackendKind,
     spec: &TaskSpec,
 ) -> crate::reporting::TaskReport {
+    open_report(ctx, kind, spec, true)
+}
+
+/// [`task_report`] without setup events, for a backend that has no setup phase (command).
+pub fn task_log_report(
+    ctx: &BackendContext,
+    kind: BackendKind,
+    spec: &TaskSpec,
+) -> crate::reporting::TaskReport {
+    open_report(ctx, kind, spec, false)
+}
+
+fn open_report(
+    ctx: &BackendContext,
+    kind: BackendKind,
+    spec: &TaskSpec,
+    setup_events: bool,
+) -> crate::reporting::TaskReport {
     let telemetry = spec
         .telemetry
         .as_ref()
@@ -184,21 +202,24 @@ pub fn task_report(
             endpoint: &t.endpoint,
             logging_enabled: t.logging_enabled,
         });
-    crate::reporting::TaskReport::start(
-        &crate::reporting::Reporting {
-            worker_id: &ctx.worker_id,
-            backend: kind.as_str(),
-            server_root_url: &ctx.server_root_url,
-            collect_task_logs: ctx.collect_task_logs,
-        },
-        &crate::reporting::TaskFacts {
-            run_id: &spec.task_id,
-            execution_id: spec.execution_id.as_deref(),
-            env: &spec.env,
-            secrets: &spec.secrets,
-            telemetry,
-        },
-    )
+    let reporting = crate::reporting::Reporting {
+        worker_id: &ctx.worker_id,
+        backend: kind.as_str(),
+        server_root_url: &ctx.server_root_url,
+        collect_task_logs: ctx.collect_task_logs,
+    };
+    let facts = crate::reporting::TaskFacts {
+        run_id: &spec.task_id,
+        execution_id: spec.execution_id.as_deref(),
+        env: &spec.env,
+        secrets: &spec.secrets,
+        telemetry,
+    };
+    if setup_events {
+        crate::reporting::TaskReport::start(&reporting, &facts)
+    } else {
+        crate::reporting::TaskReport::start_logs_only(&reporting, &facts)
+    }
 }
 
 /// One metric series a backend exports, in plain types: the daemon turns it into a metrics

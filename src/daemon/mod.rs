@@ -181,6 +181,7 @@ pub fn run(settings: &Settings) -> Outcome {
     if exit == Exit::Aborted {
         return Outcome::Interrupted;
     }
+    flush_task_logs();
     let report = link.shutdown(Instant::now() + settings.timing.write_timeout);
     if report.undelivered > 0 {
         warn!(
@@ -238,6 +239,24 @@ pub fn run_once(settings: &Settings, source: &str) -> Outcome {
     join_task_threads();
     info!("{}", once::summary(status));
     Outcome::Task(status)
+}
+
+/// How long shutdown gives the task-log exporters still running to export what they hold.
+const TASK_LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Flushes every task-log exporter still running, all at once, within [`TASK_LOG_FLUSH`]:
+/// tasks that outlive the worker (command, Kubernetes) and those not yet returned.
+fn flush_task_logs() {
+    let (flushed, late) = crate::reporting::flush_all(TASK_LOG_FLUSH);
+    if flushed + late > 0 {
+        log::debug!("Flushed the task logs of {flushed} running task(s) at shutdown");
+    }
+    if late > 0 {
+        warn!(
+            "The task logs of {late} running task(s) were not flushed within \
+             {TASK_LOG_FLUSH:?} of shutdown"
+        );
+    }
 }
 
 /// How long shutdown waits for task, cancellation and credential-helper threads to end after

@@ -336,3 +336,95 @@ fn installed_logger_redacts_macro_output() {
     assert_eq!(mine[4]["task_id"], "t-scoped");
     assert_eq!(mine[4]["level"], "trace");
 }
+
+/// Collects what the logger routes to it.
+#[derive(Default)]
+struct Routed(Mutex<Vec<(Level, String)>>);
+
+impl TaskLogSink for Routed {
+    fn record(&self, level: Level, message: &str) {
+        // A sink that logs must not be routed into again (no recursion, no deadlock).
+        log::warn!("sink saw a record");
+        self.0.lock().unwrap().push((level, message.to_owned()));
+    }
+}
+
+fn log_to(logger: &Logger, level: Level, target: &str, msg: &str, kv: &[(&str, &str)]) {
+    logger.log(
+        &Record::builder()
+            .args(format_args!("{msg}"))
+            .level(level)
+            .target(target)
+            .key_values(&kv)
+            .build(),
+    );
+}
+
+#[test]
+fn task_records_are_routed_to_the_task_sink_by_scope_or_key() {
+    let buf = Buf::default();
+    let logger = Logger::to_writer(LevelFilter::Trace, LogFormat::Text, Box::new(buf.clone()));
+    let sink = Arc::new(Routed::default());
+    let other = Arc::new(Routed::default());
+    let own = "oz_agent_worker::backend";
+    {
+        let _route = route_task("route-t1", Arc::clone(&sink) as Arc<dyn TaskLogSink>);
+        let _other = route_task("route-t2", Arc::clone(&other) as Arc<dyn TaskLogSink>);
+        // No scope, no key: not the task's.
+        log_to(&logger, Level::Info, own, "unscoped", &[]);
+        {
+            let _scope = task_scope("route-t1");
+            log_to(&logger, Level::Info, own, "Running oz agent", &[]);
+            log_to(
+                &logger,
+                Level::Warn,
+                own,
+                "ignoring a variable",
+                &[("n", "2")],
+            );
+            // Forwarded output is exported under its own source, not as a worker record.
+            log_to(&logger, Level::Info, "agent", "[route-t1] agent line", &[]);
+            log_to(
+                &logger,
+                Level::Info,
+                "hook",
+                "[route-t1 setup] hook line",
+                &[],
+            );
+            log_to(&logger, Level::Info, "dispatch", "[route-t1] dispatch", &[]);
+        }
+        // Another thread's record that names the task by key.
+        log_to(
+            &logger,
+            Level::Error,
+            own,
+            "Task claimed",
+            &[("task_id", "route-t1")],
+        );
+        log_to(
+            &logger,
+            Level::Debug,
+            own,
+            "for t2",
+            &[("task_id", "route-t2")],
+        );
+    }
+    // Unregistered: nothing more arrives.
+    let _scope = task_scope("route-t1");
+    log_to(&logger, Level::Info, own, "after the task", &[]);
+    let got = sink.0.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        [
+            (Level::Info, "Running oz agent".to_owned()),
+            (Level::Warn, "ignoring a variable n=2".to_owned()),
+            (Level::Error, "Task claimed".to_owned()),
+        ]
+    );
+    assert_eq!(
+        *other.0.lock().unwrap(),
+        [(Level::Debug, "for t2".to_owned())]
+    );
+    // Every line still went to the local output.
+    assert!(buf.text().contains("after the task"));
+}

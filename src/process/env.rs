@@ -21,6 +21,25 @@ pub struct Env {
 /// worker's systemd watchdog or send it READY/STOPPING messages.
 const WORKER_PRIVATE: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
 
+/// Suffixes of the worker-owned variables ([`Env::set_owned`]).
+pub const OWNED: [&str; 7] = [
+    "RUN_ID",
+    "EXECUTION_ID",
+    "WORKER_BACKEND",
+    "WORKSPACE_ROOT",
+    "ENVIRONMENT_FILE",
+    "SERVER_ROOT_URL",
+    "DOCKER_IMAGE",
+];
+
+fn is_owned(name: &OsStr) -> bool {
+    let name = name.as_bytes();
+    let suffix = name
+        .strip_prefix(b"OZ_")
+        .or_else(|| name.strip_prefix(b"WARP_"));
+    suffix.is_some_and(|s| OWNED.iter().any(|o| o.as_bytes() == s))
+}
+
 impl Env {
     pub fn new() -> Env {
         Env::default()
@@ -91,6 +110,18 @@ impl Env {
 
     pub fn len(&self) -> usize {
         self.vars.len()
+    }
+
+    /// The values to register with a task's log redactor: every variable's value (inherited
+    /// host variables included) except the worker-owned `OZ_*`/`WARP_*` twins ([`OWNED`]),
+    /// whose values are the worker's own identifiers and paths: registering the run id would
+    /// blank it out of every exported record. Non-UTF-8 values are taken lossily.
+    pub fn redaction_values(&self) -> Vec<String> {
+        self.vars
+            .iter()
+            .filter(|(k, _)| !is_owned(k))
+            .map(|(_, v)| v.to_string_lossy().into_owned())
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -165,6 +196,13 @@ mod tests {
             .into_iter()
             .collect();
         env.set_owned("RUN_ID", "run-1");
+        env.set("HOST_SECRET", "host-value");
+        env.set("OZ_CUSTOM", "custom-value");
+        assert_eq!(
+            env.redaction_values(),
+            ["host-value", "custom-value"],
+            "everything but the worker-owned twins"
+        );
         assert_eq!(env.get("OZ_RUN_ID"), Some(OsStr::new("run-1")));
         assert_eq!(env.get("WARP_RUN_ID"), Some(OsStr::new("run-1")));
     }

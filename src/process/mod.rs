@@ -40,7 +40,7 @@ use crate::cancel::CancelToken;
 
 pub use env::Env;
 pub use group::GroupHandle;
-pub use output::{LineBuffer, MAX_PENDING, MAX_RECORD, REDACTED, Redactor, Stream, WITHHELD};
+pub use output::{Line, LineBuffer, MAX_PENDING, MAX_RECORD, REDACTED, Redactor, Stream, WITHHELD};
 
 /// How long output is still read after the leader exits: enough for what it wrote before
 /// exiting, short enough that a grandchild holding the pipes cannot delay completion.
@@ -183,7 +183,7 @@ pub fn run(
     spec: &ProcessSpec,
     limits: &Limits<'_>,
     redactor: &Redactor,
-    on_line: &mut dyn FnMut(Stream, &str),
+    on_line: &mut dyn FnMut(Stream, Line<'_>),
 ) -> Result<Ended, RunError> {
     run_with(spec, limits, redactor, on_line, true)
 }
@@ -193,7 +193,7 @@ fn run_with(
     spec: &ProcessSpec,
     limits: &Limits<'_>,
     redactor: &Redactor,
-    on_line: &mut dyn FnMut(Stream, &str),
+    on_line: &mut dyn FnMut(Stream, Line<'_>),
     use_pidfd: bool,
 ) -> Result<Ended, RunError> {
     let mut child = group::spawn(spec).map_err(|source| RunError::Spawn {
@@ -234,7 +234,7 @@ fn run_with(
 /// Where output lines go.
 struct Io<'a> {
     redactor: &'a Redactor,
-    on_line: &'a mut dyn FnMut(Stream, &str),
+    on_line: &'a mut dyn FnMut(Stream, Line<'_>),
 }
 
 /// One output pipe and its unfinished line.

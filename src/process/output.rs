@@ -1,5 +1,5 @@
 //! Turning a child's output bytes into log lines: split at `\n`, drop a trailing `\r`, decode
-//! lossily, scrub known secrets, and cap what one log record carries.
+//! lossily, scrub known secrets; [`Line::records`] caps what one local log record carries.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,6 +15,40 @@ pub const REDACTED: &str = crate::redact::REDACTED;
 /// Logged instead of an overlong line that could not be scrubbed as a whole.
 pub const WITHHELD: &str =
     "[output line longer than 64 KiB withheld: it could not be checked for secrets]";
+
+/// One line of output as [`LineBuffer`] emits it: scrubbed text, and whether it is a whole
+/// line. Reads as its text.
+#[derive(Debug)]
+pub struct Line<'a> {
+    text: &'a str,
+    whole: bool,
+}
+
+impl<'a> Line<'a> {
+    pub fn new(text: &'a str, whole: bool) -> Line<'a> {
+        Line { text, whole }
+    }
+
+    /// The complete line, or `None` for a piece of a line longer than [`MAX_PENDING`] (or the
+    /// [`WITHHELD`] notice standing for it). Task-log export takes only whole lines: an
+    /// overlong line is dropped whole, so a credential cut in two cannot leave the machine.
+    pub fn whole(&self) -> Option<&'a str> {
+        self.whole.then_some(self.text)
+    }
+
+    /// The text in local log records of at most [`MAX_RECORD`] bytes, cut on character
+    /// boundaries.
+    pub fn records(&self, emit: &mut dyn FnMut(&str)) {
+        emit_text(self.text, emit);
+    }
+}
+
+impl std::ops::Deref for Line<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.text
+    }
+}
 
 /// Which pipe a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,24 +123,27 @@ impl fmt::Debug for Redactor {
 ///
 /// A line is scrubbed as a whole, so a secret is never split across two records. A line longer
 /// than [`MAX_PENDING`] cannot be held whole: without secrets it is flushed in pieces; with
-/// secrets the rest of it is withheld (one [`WITHHELD`] record) rather than risk emitting a
-/// secret cut in two.
+/// secrets the rest of it is withheld (one [`WITHHELD`] notice) rather than risk emitting a
+/// secret cut in two. Either way its pieces are not [`Line::whole`].
 #[derive(Debug, Default)]
 pub struct LineBuffer {
     pending: Vec<u8>,
     withholding: bool,
+    /// The current line already overflowed: what follows of it is a piece too.
+    overlong: bool,
 }
 
 impl LineBuffer {
-    pub fn push(&mut self, data: &[u8], redactor: &Redactor, emit: &mut dyn FnMut(&str)) {
+    pub fn push(&mut self, data: &[u8], redactor: &Redactor, emit: &mut dyn FnMut(Line<'_>)) {
         let mut rest = data;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
             if self.withholding {
                 self.withholding = false;
             } else {
                 self.pending.extend_from_slice(&rest[..pos]);
-                emit_line(&self.pending, redactor, emit);
+                emit_line(&self.pending, !self.overlong, redactor, emit);
             }
+            self.overlong = false;
             self.pending.clear();
             rest = &rest[pos + 1..];
         }
@@ -116,29 +153,31 @@ impl LineBuffer {
         self.pending.extend_from_slice(rest);
         if self.pending.len() > MAX_PENDING {
             if redactor.is_empty() {
-                emit_text(&String::from_utf8_lossy(&self.pending), emit);
+                emit(Line::new(&String::from_utf8_lossy(&self.pending), false));
             } else {
-                emit(WITHHELD);
+                emit(Line::new(WITHHELD, false));
                 self.withholding = true;
             }
+            self.overlong = true;
             self.pending.clear();
         }
     }
 
     /// Emits the unfinished last line, if any.
-    pub fn finish(&mut self, redactor: &Redactor, emit: &mut dyn FnMut(&str)) {
+    pub fn finish(&mut self, redactor: &Redactor, emit: &mut dyn FnMut(Line<'_>)) {
         if !self.withholding && !self.pending.is_empty() {
-            emit_line(&self.pending, redactor, emit);
+            emit_line(&self.pending, !self.overlong, redactor, emit);
         }
         self.pending.clear();
         self.withholding = false;
+        self.overlong = false;
     }
 }
 
-fn emit_line(line: &[u8], redactor: &Redactor, emit: &mut dyn FnMut(&str)) {
+fn emit_line(line: &[u8], whole: bool, redactor: &Redactor, emit: &mut dyn FnMut(Line<'_>)) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let text = String::from_utf8_lossy(line);
-    emit_text(&redactor.redact(&text), emit);
+    emit(Line::new(&redactor.redact(&text), whole));
 }
 
 /// Emits `text` in records of at most [`MAX_RECORD`] bytes, cut on character boundaries.
@@ -162,14 +201,41 @@ fn emit_text(text: &str, emit: &mut dyn FnMut(&str)) {
 mod tests {
     use super::*;
 
+    /// The local log records of the output.
     fn lines(chunks: &[&[u8]], redactor: &Redactor) -> Vec<String> {
+        tagged(chunks, redactor)
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect()
+    }
+
+    /// Local log records, each with whether its line was whole.
+    fn tagged(chunks: &[&[u8]], redactor: &Redactor) -> Vec<(String, bool)> {
         let mut out = Vec::new();
+        let mut emit = |l: Line<'_>| {
+            let whole = l.whole().is_some();
+            l.records(&mut |r| out.push((r.to_owned(), whole)));
+        };
         let mut buf = LineBuffer::default();
         for c in chunks {
-            buf.push(c, redactor, &mut |l| out.push(l.to_owned()));
+            buf.push(c, redactor, &mut emit);
         }
-        buf.finish(redactor, &mut |l| out.push(l.to_owned()));
+        buf.finish(redactor, &mut emit);
         out
+    }
+
+    #[test]
+    fn overlong_lines_are_never_whole_up_to_their_end() {
+        let big = vec![b'x'; MAX_PENDING + 10];
+        let out = tagged(&[&big, b"tail\nnext\nlast"], &Redactor::default());
+        let (pieces, rest) = out.split_at(out.len() - 2);
+        assert!(pieces.iter().all(|(_, whole)| !whole), "{}", pieces.len());
+        assert_eq!(rest, [("next".to_owned(), true), ("last".to_owned(), true)]);
+        let with = tagged(&[&big, b"tail\nnext\n"], &Redactor::new(["s3cr3t"]));
+        assert_eq!(
+            with,
+            [(WITHHELD.to_owned(), false), ("next".to_owned(), true)]
+        );
     }
 
     #[test]

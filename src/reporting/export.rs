@@ -6,12 +6,15 @@
 //! when full (counted); each export has [`EXPORT_TIMEOUT`] and is never retried; at task end
 //! what is queued is flushed within [`FINAL_FLUSH`]. The collector's answer body is never
 //! read into a log line.
+//!
+//! Worker shutdown flushes every live exporter at once ([`flush_all`]), including those of
+//! tasks that keep running past the worker (command, Kubernetes).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded, select};
 
 use super::proto::{Envelope, Record, encode};
 use super::send::{Request, SendError, Transport};
@@ -21,6 +24,8 @@ pub const QUEUE: usize = 1024;
 pub const INTERVAL: Duration = Duration::from_secs(5);
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const FINAL_FLUSH: Duration = Duration::from_secs(5);
+/// How long the exporter sleeps with nothing queued (any record or flush wakes it).
+const IDLE: Duration = Duration::from_secs(3600);
 
 /// Counters of one task's exporter (each count also goes to the process-wide metric).
 #[derive(Debug, Default)]
@@ -48,6 +53,44 @@ pub struct Target {
 pub struct LogExporter {
     sink: Option<RecordSink>,
     done: Receiver<()>,
+    /// Its entry in [`LIVE`].
+    live_id: u64,
+}
+
+/// A request to export what is queued now, by `deadline`; answered on `done`.
+struct Flush {
+    deadline: Instant,
+    done: Sender<()>,
+}
+
+/// Every running exporter's flush channel, for [`flush_all`].
+static LIVE: Mutex<Vec<(u64, Sender<Flush>)>> = Mutex::new(Vec::new());
+static NEXT_LIVE: AtomicU64 = AtomicU64::new(0);
+
+/// Asks every running exporter to export what it holds, all at once, and waits until they are
+/// done or `budget` passed. Returns (flushed, not flushed in time).
+pub fn flush_all(budget: Duration) -> (usize, usize) {
+    let deadline = Instant::now() + budget;
+    let live: Vec<Sender<Flush>> = LIVE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|(_, tx)| tx.clone())
+        .collect();
+    let mut waiting = Vec::with_capacity(live.len());
+    for tx in live {
+        let (done, rx) = bounded(1);
+        // A full or closed channel: that exporter is already flushing or finished.
+        if tx.try_send(Flush { deadline, done }).is_ok() {
+            waiting.push(rx);
+        }
+    }
+    let total = waiting.len();
+    let flushed = waiting
+        .into_iter()
+        .filter(|rx| rx.recv_deadline(deadline).is_ok())
+        .count();
+    (flushed, total - flushed)
 }
 
 /// Queues records for one exporter; cloned into the threads that forward output.
@@ -91,6 +134,7 @@ impl LogExporter {
     pub fn spawn(run_id: &str, target: Target, drops: Arc<Drops>) -> std::io::Result<LogExporter> {
         let (tx, rx) = bounded::<Record>(QUEUE);
         let (done_tx, done) = bounded::<()>(1);
+        let (flush_tx, flush_rx) = bounded::<Flush>(1);
         let thread_drops = Arc::clone(&drops);
         let run = run_id.to_owned();
         std::thread::Builder::new()
@@ -103,10 +147,15 @@ impl LogExporter {
                     drops: thread_drops,
                     failing: false,
                 };
-                worker.run(&rx);
+                worker.run(&rx, &flush_rx);
                 let _ = done_tx.send(());
             })?;
+        let live_id = NEXT_LIVE.fetch_add(1, Ordering::Relaxed);
+        LIVE.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((live_id, flush_tx));
         Ok(LogExporter {
+            live_id,
             sink: Some(RecordSink {
                 tx,
                 drops,
@@ -143,11 +192,24 @@ impl LogExporter {
     /// Closes the queue and waits at most [`FINAL_FLUSH`] for what is queued to be exported
     /// (every [`RecordSink`] must be gone by then). True when the flush finished in time.
     pub fn finish(mut self) -> bool {
+        forget_live(self.live_id);
         drop(self.sink.take());
         self.done
             .recv_timeout(FINAL_FLUSH + Duration::from_millis(100))
             .is_ok()
     }
+}
+
+impl Drop for LogExporter {
+    fn drop(&mut self) {
+        forget_live(self.live_id);
+    }
+}
+
+fn forget_live(id: u64) {
+    LIVE.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|(live, _)| *live != id);
 }
 
 struct Worker {
@@ -158,13 +220,22 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self, rx: &Receiver<Record>) {
+    fn run(&mut self, rx: &Receiver<Record>, flushes: &Receiver<Flush>) {
         let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
         let mut due: Option<Instant> = None;
         loop {
-            let got = match due {
-                Some(at) => rx.recv_deadline(at),
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            let wait = due.map_or(IDLE, |at| at.saturating_duration_since(Instant::now()));
+            let got = select! {
+                recv(rx) -> r => r.map_err(|_| RecvTimeoutError::Disconnected),
+                recv(flushes) -> f => {
+                    if let Ok(f) = f {
+                        self.flush_now(rx, &mut batch, f.deadline);
+                        due = None;
+                        let _ = f.done.send(());
+                    }
+                    continue;
+                },
+                default(wait) => Err(RecvTimeoutError::Timeout),
             };
             match got {
                 Ok(record) => {
@@ -189,6 +260,23 @@ impl Worker {
         if !batch.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             self.export(&mut batch, left.min(EXPORT_TIMEOUT));
+        }
+    }
+
+    /// Exports the batch and what is queued now, in batches, by `deadline` (worker shutdown).
+    fn flush_now(&mut self, rx: &Receiver<Record>, batch: &mut Vec<Record>, deadline: Instant) {
+        loop {
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.export(batch, left.min(EXPORT_TIMEOUT));
         }
     }
 
@@ -362,6 +450,35 @@ mod tests {
         assert_eq!(drops.queue_full.load(Ordering::Relaxed), 500);
         drop(release);
         assert!(e.finish());
+    }
+
+    #[test]
+    fn flush_all_exports_what_every_live_exporter_holds_at_once() {
+        let (f1, f2) = (fake(200, None), fake(200, None));
+        let (e1, _) = exporter(&f1);
+        let (e2, _) = exporter(&f2);
+        for i in 0..3 {
+            e1.push(record(i));
+            e2.push(record(i));
+        }
+        // Without the flush these would wait for the 5 s interval.
+        // (Other tests' exporters may be live too, and one of them blocked.)
+        let (flushed, _) = flush_all(Duration::from_secs(5));
+        assert!(flushed >= 2, "{flushed}");
+        for f in [&f1, &f2] {
+            let seen = f.seen.lock().unwrap();
+            assert_eq!(seen.len(), 1);
+            assert_eq!(
+                String::from_utf8_lossy(&seen[0].body)
+                    .matches("line ")
+                    .count(),
+                3
+            );
+        }
+        // The exporters keep running after it, and finish as usual.
+        e1.push(record(9));
+        assert!(e1.finish() && e2.finish());
+        assert_eq!(f1.seen.lock().unwrap().len(), 2);
     }
 
     #[test]

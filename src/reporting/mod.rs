@@ -31,15 +31,20 @@ pub mod events;
 pub mod export;
 pub mod gate;
 pub mod http;
+pub mod lines;
 pub mod proto;
+pub mod redactor;
 pub mod send;
 pub mod token;
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use events::{SetupEvent, SetupPhase};
+pub use export::flush_all;
 pub use gate::Telemetry;
+pub use lines::LineSink;
+pub use redactor::TaskRedactor;
 
 use events::EventPoster;
 use export::{Drops, LogExporter};
@@ -48,51 +53,12 @@ use send::Transport;
 
 /// The logger scope of task records.
 pub const SCOPE: &str = "oz-agent-worker.task";
-/// Longest record body; longer (already redacted) text is cut on a character boundary.
+/// Longest record body; a longer (already redacted) body is exported as `[REDACTED]`.
 pub const MAX_BODY: usize = 16 * 1024;
 
 /// Task-log records dropped so far in this process: (queue full, export failed).
 pub fn dropped_records() -> (u64, u64) {
     crate::metrics::TASK_LOG_DROPS.get()
-}
-
-/// A task's own redactor: its secrets in every shape, plus what is learnt while it runs.
-#[derive(Debug, Default)]
-pub struct TaskRedactor {
-    inner: RwLock<crate::redact::Redactor>,
-}
-
-impl TaskRedactor {
-    pub fn new<I, S>(values: I) -> TaskRedactor
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let mut r = crate::redact::Redactor::new();
-        let _ = r.add(values);
-        TaskRedactor {
-            inner: RwLock::new(r),
-        }
-    }
-
-    pub fn add(&self, value: &str) {
-        let _ = self
-            .inner
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .add([value]);
-    }
-
-    /// The task's secrets, then the process-wide ones, replaced.
-    pub fn redact(&self, text: &str) -> String {
-        let own = self
-            .inner
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .redact(text)
-            .into_owned();
-        crate::redact::redact(&own).into_owned()
-    }
 }
 
 /// Worker-level facts.
@@ -133,6 +99,9 @@ pub struct TaskReport {
     events: Option<EventPoster>,
     logs: Option<LogExporter>,
     redactor: Arc<TaskRedactor>,
+    writers: lines::Writers,
+    /// The worker's own records of this task, while logs are exported.
+    worker_log: Option<(Arc<lines::WorkerLog>, crate::logging::TaskRoute)>,
 }
 
 impl TaskReport {
@@ -143,12 +112,20 @@ impl TaskReport {
             events: None,
             logs: None,
             redactor: Arc::new(TaskRedactor::default()),
+            writers: lines::Writers::default(),
+            worker_log: None,
         }
     }
 
     /// Opens the task's reporting over the worker's HTTP client.
     pub fn start(reporting: &Reporting<'_>, task: &TaskFacts<'_>) -> TaskReport {
         TaskReport::start_with(reporting, task, Arc::new(http::HttpTransport::new()))
+    }
+
+    /// [`TaskReport::start`] for a backend without setup phases (command): task logs only,
+    /// and no warning about setup events it would never send.
+    pub fn start_logs_only(reporting: &Reporting<'_>, task: &TaskFacts<'_>) -> TaskReport {
+        TaskReport::open(reporting, task, Arc::new(http::HttpTransport::new()), false)
     }
 
     /// [`TaskReport::start`] over `transport`. Logs one WARN when setup events cannot be
@@ -158,9 +135,19 @@ impl TaskReport {
         task: &TaskFacts<'_>,
         transport: Arc<dyn Transport>,
     ) -> TaskReport {
+        TaskReport::open(reporting, task, transport, true)
+    }
+
+    fn open(
+        reporting: &Reporting<'_>,
+        task: &TaskFacts<'_>,
+        transport: Arc<dyn Transport>,
+        setup_events: bool,
+    ) -> TaskReport {
         let run_id = task.run_id;
         let redactor = Arc::new(TaskRedactor::new(task.secrets));
         let events = match gate::events(reporting.server_root_url, task.env) {
+            _ if !setup_events => None,
             Ok((root, creds)) => EventPoster::spawn(
                 root,
                 run_id.to_owned(),
@@ -210,17 +197,41 @@ impl TaskReport {
                 }
             }
         };
+        // From here on the worker's own records of this task are exported too.
+        let worker_log = logs.as_ref().and_then(LogExporter::sink).map(|records| {
+            let sink = Arc::new(lines::WorkerLog::new(records, Arc::clone(&redactor)));
+            let route = crate::logging::route_task(
+                run_id,
+                Arc::clone(&sink) as Arc<dyn crate::logging::TaskLogSink>,
+            );
+            (sink, route)
+        });
         TaskReport {
             run_id: run_id.to_owned(),
             events,
             logs,
             redactor,
+            writers: lines::Writers::default(),
+            worker_log,
         }
     }
 
     /// True when log lines are exported (callers may skip building them otherwise).
     pub fn logs_enabled(&self) -> bool {
         self.logs.is_some()
+    }
+
+    /// Registers values learnt while the task runs (the direct setup env file's values, the
+    /// environment of a hook or dispatch subprocess) with the task's redactor. Call it before
+    /// any output that may carry them is exported.
+    pub fn redact_also<I, S>(&self, values: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        if self.logs.is_some() {
+            self.redactor.add_all(values);
+        }
     }
 
     /// Starts timing `phase`.
@@ -257,7 +268,7 @@ impl TaskReport {
                 severity: Severity::Info,
                 body: phase.event_name().to_owned(),
                 attributes: vec![
-                    ("log.source", Value::Str("worker".into())),
+                    ("log.source", Value::Str(lines::WORKER_SOURCE.into())),
                     ("event.name", Value::Str(phase.event_name().into())),
                     ("start_ts", Value::Str(events::timestamp(start))),
                     ("finish_ts", Value::Str(events::timestamp(finish))),
@@ -275,16 +286,31 @@ impl TaskReport {
     /// extra attributes. Redacted and bounded here; a no-op when logs are not exported.
     pub fn line(&self, source: &str, attributes: &[(&'static str, &str)], text: &str) {
         if let Some(sink) = self.logs.as_ref().and_then(LogExporter::own_sink) {
-            push_line(&self.redactor, sink, source, attributes, text);
+            lines::push(
+                &self.redactor,
+                sink,
+                Severity::Info,
+                source,
+                attributes,
+                text,
+            );
         }
     }
 
     /// A handle for a thread that forwards output (Docker's log follower). It must be dropped
-    /// before [`TaskReport::finish`] for the final flush to complete.
+    /// before [`TaskReport::finish`] for the final flush to complete. A task has at most
+    /// [`lines::MAX_WRITERS`] at once; past that the handle exports nothing.
     pub fn lines(&self) -> LineSink {
+        let slot = self
+            .logs
+            .as_ref()
+            .and_then(|_| self.writers.acquire(&self.run_id));
         LineSink {
-            records: self.logs.as_ref().and_then(LogExporter::sink),
+            records: slot
+                .as_ref()
+                .and_then(|_| self.logs.as_ref().and_then(LogExporter::sink)),
             redactor: Arc::clone(&self.redactor),
+            writers: slot,
         }
     }
 
@@ -297,6 +323,11 @@ impl TaskReport {
 
 impl Drop for TaskReport {
     fn drop(&mut self) {
+        // The worker's records stop here: the final flush waits for every queue handle.
+        if let Some((sink, route)) = self.worker_log.take() {
+            drop(route);
+            sink.close();
+        }
         if let Some(logs) = self.logs.take() {
             let dropped = logs.dropped();
             if dropped > 0 {
@@ -316,50 +347,6 @@ impl Drop for TaskReport {
     }
 }
 
-/// [`TaskReport::line`] for another thread.
-pub struct LineSink {
-    records: Option<export::RecordSink>,
-    redactor: Arc<TaskRedactor>,
-}
-
-impl LineSink {
-    /// See [`TaskReport::line`].
-    pub fn line(&self, source: &str, attributes: &[(&'static str, &str)], text: &str) {
-        if let Some(records) = &self.records {
-            push_line(&self.redactor, records, source, attributes, text);
-        }
-    }
-}
-
-fn push_line(
-    redactor: &TaskRedactor,
-    sink: &export::RecordSink,
-    source: &str,
-    attributes: &[(&'static str, &str)],
-    text: &str,
-) {
-    // Under overload the line is dropped before it costs a redaction.
-    if sink.is_full() {
-        sink.count_drop();
-        return;
-    }
-    let mut body = redactor.redact(text);
-    truncate(&mut body, MAX_BODY);
-    let mut attrs = Vec::with_capacity(attributes.len() + 1);
-    attrs.push(("log.source", Value::Str(source.to_owned())));
-    attrs.extend(
-        attributes
-            .iter()
-            .map(|(k, v)| (*k, Value::Str(redactor.redact(v)))),
-    );
-    sink.push(Record {
-        time: SystemTime::now(),
-        severity: Severity::Info,
-        body,
-        attributes: attrs,
-    });
-}
-
 fn envelope(reporting: &Reporting<'_>, task: &TaskFacts<'_>) -> Envelope {
     Envelope {
         resource: vec![
@@ -374,40 +361,9 @@ fn envelope(reporting: &Reporting<'_>, task: &TaskFacts<'_>) -> Envelope {
     }
 }
 
-/// Cuts `s` to at most `max` bytes on a character boundary.
-fn truncate(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut at = max;
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        s.truncate(at);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncation_keeps_characters_whole() {
-        let mut s = "é".repeat(10);
-        truncate(&mut s, 5);
-        assert_eq!(s, "éé");
-        let mut t = "abc".to_owned();
-        truncate(&mut t, 5);
-        assert_eq!(t, "abc");
-    }
-
-    #[test]
-    fn task_redactor_covers_shapes_and_later_values() {
-        let r = TaskRedactor::new(["s3cr3t-value"]);
-        assert_eq!(r.redact("a s3cr3t-value b"), "a [REDACTED] b");
-        assert_eq!(r.redact(r#"{"k":"s3cr3t-value"}"#), r#"{"k":"[REDACTED]"}"#);
-        assert_eq!(r.redact("tok-123456"), "tok-123456");
-        r.add("tok-123456");
-        assert_eq!(r.redact("tok-123456"), "[REDACTED]");
-    }
 
     use std::sync::Mutex;
     use std::time::Duration;
@@ -555,8 +511,9 @@ mod tests {
         assert!(body.contains("the key is [REDACTED]"));
         assert!(!body.contains("key-1234"));
         assert!(body.contains("setup_worker_setup_command"));
-        // The 40,000-byte line was cut to 16 KiB on a character boundary.
-        assert_eq!(body.matches('é').count(), MAX_BODY / 2);
+        // The 40,000-byte line is over the 16 KiB body budget: replaced whole, never cut.
+        assert_eq!(body.matches('é').count(), 0);
+        assert!(body.contains("[REDACTED]"));
     }
 
     #[test]

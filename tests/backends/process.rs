@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use oz_agent_worker::backend::CancelSource;
 use oz_agent_worker::process::{
-    self, Ended, Env, Exit, Limits, MAX_RECORD, ProcessSpec, Redactor, RunError, Stream,
+    self, Ended, Env, Exit, Limits, Line, MAX_RECORD, ProcessSpec, Redactor, RunError, Stream,
 };
 
 use super::*;
@@ -84,7 +84,7 @@ fn forwards_stdout_and_stderr_line_by_line() {
 }
 
 #[test]
-fn long_lines_are_split_into_capped_records() {
+fn long_lines_arrive_whole_and_split_into_capped_log_records() {
     let (r, lines) = run_plain(sh("head -c 40000 /dev/zero | tr '\\0' x; echo"));
     assert!(
         r.unwrap()
@@ -93,10 +93,45 @@ fn long_lines_are_split_into_capped_records() {
                 signal: None
             })
     );
+    // One whole line (the task-log export takes it so, redacted before any cut)...
     let out = text(&lines, Stream::Stdout);
-    assert!(out.len() >= 3, "{} records", out.len());
-    assert!(out.iter().all(|l| l.len() <= MAX_RECORD));
-    assert_eq!(out.concat().len(), 40000);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].len(), 40000);
+    // ...which the local log writes as records of at most 16 KiB.
+    let mut records = Vec::new();
+    Line::new(&out[0], true).records(&mut |r| records.push(r.len()));
+    assert!(records.len() >= 3, "{} records", records.len());
+    assert!(records.iter().all(|l| *l <= MAX_RECORD));
+    assert_eq!(records.iter().sum::<usize>(), 40000);
+}
+
+#[test]
+fn a_line_over_64_kib_is_never_whole() {
+    let rx = spawn(move || {
+        let mut seen = Vec::new();
+        let limits = Limits {
+            cancel: None,
+            deadline: None,
+            grace: GRACE,
+            group: None,
+        };
+        let r = process::run(
+            &sh("head -c 70000 /dev/zero | tr '\\0' x; echo; echo short"),
+            &limits,
+            &Redactor::default(),
+            &mut |_, l| seen.push((l.len(), l.whole().is_some())),
+        );
+        (r, seen)
+    });
+    let (r, seen) = rx
+        .recv_timeout(PROMPTLY)
+        .expect("process::run did not return");
+    assert!(r.is_ok());
+    // The overlong line comes in pieces, none of them whole: export drops it whole.
+    let (last, pieces) = seen.split_last().unwrap();
+    assert_eq!(*last, (5, true));
+    assert!(pieces.iter().all(|(_, whole)| !whole), "{pieces:?}");
+    assert_eq!(pieces.iter().map(|(n, _)| n).sum::<usize>(), 70000);
 }
 
 #[test]

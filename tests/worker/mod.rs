@@ -13,6 +13,7 @@ mod faults_server;
 mod limits;
 pub(crate) mod ops;
 mod reporting;
+mod reporting_parity;
 mod shutdown;
 
 use std::path::{Path, PathBuf};

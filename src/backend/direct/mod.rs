@@ -276,6 +276,9 @@ impl DirectBackend {
                 ws.dir.display()
             );
             let env = env::setup_env(&self.worker_env, &task_env, &task, &ws.dir, &ws.env_file);
+            if report.logs_enabled() {
+                report.redact_also(env.redaction_values());
+            }
             let limits = Limits {
                 cancel: Some(cancel),
                 deadline: None,
@@ -311,6 +314,19 @@ impl DirectBackend {
                 Vec::new()
             }
         };
+        // Parsed values are secrets of the task from here on (before the agent prints any),
+        // in the exported records and in the local log.
+        report.redact_also(file_env.iter().map(|(_, v)| v));
+        let secrets = if file_env.is_empty() {
+            secrets
+        } else {
+            Redactor::new(
+                spec.secrets
+                    .iter()
+                    .map(String::as_str)
+                    .chain(file_env.iter().map(|(_, v)| v.as_str())),
+            )
+        };
         let agent_env = env::agent_env(&self.worker_env, &task_env, &file_env, &ws.gitconfig);
         if cancel.is_cancelled() {
             return Err(Failure::cancelled());
@@ -336,12 +352,14 @@ impl DirectBackend {
             group: Some(group),
         };
         let result = process::run(&agent, &limits, &secrets, &mut |stream, line| {
-            log::info!(target: "agent", "[{id}] {line}");
-            let source = match stream {
-                Stream::Stdout => "agent.stdout",
-                Stream::Stderr => "agent.stderr",
-            };
-            report.line(source, &[], line);
+            line.records(&mut |r| log::info!(target: "agent", "[{id}] {r}"));
+            if let Some(whole) = line.whole() {
+                let source = match stream {
+                    Stream::Stdout => "agent.stdout",
+                    Stream::Stderr => "agent.stderr",
+                };
+                report.line(source, &[], whole);
+            }
         });
         match result {
             Ok(Ended::Exited(e)) if e.success() => Ok(Completion::Finished),
@@ -432,6 +450,9 @@ impl DirectBackend {
         };
         log::info!("Running teardown command for task {id}");
         let env = env::teardown_env(&self.worker_env, &spec.task_ref(), &ws.dir, &ws.gitconfig);
+        if report.logs_enabled() {
+            report.redact_also(env.redaction_values());
+        }
         let secrets = Redactor::new(&spec.secrets);
         match run_hook(
             teardown, env, &ws.dir, &limits, &secrets, id, "teardown", report,
@@ -514,6 +535,8 @@ impl Backend for DirectBackend {
         }
         // Flushed (final task-log export, ≤ 5 s) when dropped, on every path.
         let report = super::task_report(&self.ctx, BackendKind::Direct, spec);
+        // The operator's env reaches the agent: redacted from exported records too.
+        report.redact_also(self.operator_env.iter().map(|(_, v)| v));
         let ws = workspace::open(&self.layout, &spec.task_ref(), &self.tmp_dir())
             .map_err(|e| Failure::new(FailureReason::WorkspaceSetup, e.to_string()))?;
         // Tracked for shutdown only when it may be removed at all.
@@ -617,12 +640,14 @@ fn run_hook(
         stdin: None,
     };
     process::run(&spec, limits, secrets, &mut |stream, line| {
-        log::info!(target: "hook", "[{id} {which}] {line}");
-        let source = match stream {
-            Stream::Stdout => "hook.stdout",
-            Stream::Stderr => "hook.stderr",
-        };
-        report.line(source, &[], line);
+        line.records(&mut |r| log::info!(target: "hook", "[{id} {which}] {r}"));
+        if let Some(whole) = line.whole() {
+            let source = match stream {
+                Stream::Stdout => "hook.stdout",
+                Stream::Stderr => "hook.stderr",
+            };
+            report.line(source, &[], whole);
+        }
     })
 }
 

@@ -519,6 +519,8 @@ impl Backend for DockerBackend {
         // Flushes the task's logs (≤ 5 s) before the outcome is reported; the container is
         // removed after that (`_finish` drops last).
         let report = super::task_report(&self.ctx, BackendKind::Docker, spec);
+        // The operator's container env is redacted from exported records like the task's own.
+        report.redact_also(self.settings.env.iter().map(|(_, v)| v));
         self.run_task(spec, cancel, &exec, &name, &suffix, &report)
     }
 

@@ -9,7 +9,7 @@ use crate::backend::{CancelToken, Completion, Failure, FailureReason};
 use crate::docker::{
     Client, ContainerConfig, LogsOptions, StopOutcome, StreamKind, WaitCondition, Waiter,
 };
-use crate::process::{LineBuffer, Redactor};
+use crate::process::{Line, LineBuffer, Redactor};
 use crate::reporting::{LineSink, SetupPhase, TaskReport};
 
 use super::tracker::{Container, Execution};
@@ -243,13 +243,17 @@ fn stream_logs(
             line,
         );
     };
-    let mut emit_out = |line: &str| {
-        log::info!(target: "agent", "[{task_id}] {line}");
-        export("stdout", line);
+    let mut emit_out = |line: Line<'_>| {
+        line.records(&mut |r| log::info!(target: "agent", "[{task_id}] {r}"));
+        if let Some(whole) = line.whole() {
+            export("stdout", whole);
+        }
     };
-    let mut emit_err = |line: &str| {
-        log::info!(target: "agent", "[{task_id}] {line}");
-        export("stderr", line);
+    let mut emit_err = |line: Line<'_>| {
+        line.records(&mut |r| log::info!(target: "agent", "[{task_id}] {r}"));
+        if let Some(whole) = line.whole() {
+            export("stderr", whole);
+        }
     };
     let mut stream = match client.container_logs(id, &options) {
         Ok(s) => s,
