@@ -22,10 +22,13 @@
 //! drop(sink); report.finish();
 //! ```
 //!
-//! What leaves the machine: the event names and timings; the task's output lines and setup
-//! events as log records, each passed through the task's redactor (its `env_vars` values, the
-//! bootstrap token, issued export tokens; also URL-, JSON- and line-wise shapes) and the
-//! process-wide one (the worker's API key, registry credentials) first.
+//! What leaves the machine: the event names and timings; the task's output lines, the
+//! worker's own log lines about the task (`log.source=worker`, routed here by the logger while
+//! the report is open) and setup events as log records, each passed through the task's
+//! redactor ([`TaskRedactor`]: its `env_vars` values, the bootstrap token, issued export
+//! tokens, and what the backend registers with [`TaskReport::redact_also`]; also URL-, JSON-
+//! and line-wise shapes) and the process-wide one (the worker's API key, registry credentials)
+//! first. A body over 16 KiB after redaction is sent as `[REDACTED]` ([`lines`]).
 
 pub mod events;
 pub mod export;

@@ -152,6 +152,36 @@ fn a_descendant_holding_the_output_pipe_does_not_hold_the_task() {
     );
 }
 
+#[test]
+fn a_user_cancellation_flushes_the_logs_before_the_outcome() {
+    let dir = TestDir::new("par-cancel");
+    let oz = OzServer::start();
+    let warp = FakeWarp::start();
+    let config = direct_config(&dir, "");
+    let mut w = worker(&dir, &oz, &config)
+        .args(["--server-root-url", &warp.url()])
+        .spawn();
+    w.wait_for_log("Connected to Oz", T);
+    oz.push_json(&logged_assignment(
+        "t-cancel",
+        &warp,
+        json!({"STANDIN_RUN": "echo before-cancel", "STANDIN_SLEEP": "300"}),
+    ))
+    .unwrap();
+    w.wait_for_log("[t-cancel] stand-in agent: ready", T);
+    // The line waits in the exporter's 5 s batch; the cancellation flushes it.
+    oz.push_json(&cancellation("t-cancel", None)).unwrap();
+    let done = expect(&oz, "task_completed", "t-cancel");
+    assert_eq!(done["task_state"], "CANCELLED", "{done}");
+    let records = warp.records();
+    assert!(
+        by_source(&records, "agent.stdout")
+            .iter()
+            .any(|r| r.body_str() == "before-cancel"),
+        "not flushed before the outcome: {records:#?}"
+    );
+}
+
 /// A command-backend worker whose dispatch command is `dispatch`.
 fn command_worker(
     dir: &TestDir,

@@ -20,6 +20,7 @@
 //!   wipes everything under the root, even with `--no-cleanup`).
 
 mod env;
+mod hook;
 mod host;
 mod recover;
 mod workspace;
@@ -37,14 +38,13 @@ use crate::backend::{
     Backend, BackendContext, BackendKind, CancelSource, CancelToken, Completion, Failure,
     FailureReason, Orphan, ProbeLine, TaskRef,
 };
-use crate::process::{
-    self, Ended, Env, GroupHandle, Limits, ProcessSpec, Redactor, RunError, Stream,
-};
+use crate::process::{self, Ended, Env, GroupHandle, Limits, ProcessSpec, Redactor, Stream};
 use crate::reporting::{SetupPhase, TaskReport};
 use crate::settings::{DEFAULT_WORKSPACE_ROOT, DirectSettings};
 use crate::task::TaskSpec;
 
 pub use env::harness_env;
+use hook::run_hook;
 use workspace::Workspace;
 pub use workspace::{Layout, check_component};
 
@@ -617,38 +617,6 @@ impl Backend for DirectBackend {
             }
         }
     }
-}
-
-/// Runs a hook with `/bin/sh -c` in `dir`, forwarding its output to the log and the task's
-/// log export.
-#[allow(clippy::too_many_arguments)]
-fn run_hook(
-    command: &str,
-    env: Env,
-    dir: &Path,
-    limits: &Limits<'_>,
-    secrets: &Redactor,
-    id: &str,
-    which: &str,
-    report: &TaskReport,
-) -> Result<Ended, RunError> {
-    let spec = ProcessSpec {
-        program: SHELL.into(),
-        args: vec!["-c".into(), command.into()],
-        cwd: Some(dir.to_owned()),
-        env,
-        stdin: None,
-    };
-    process::run(&spec, limits, secrets, &mut |stream, line| {
-        line.records(&mut |r| log::info!(target: "hook", "[{id} {which}] {r}"));
-        if let Some(whole) = line.whole() {
-            let source = match stream {
-                Stream::Stdout => "hook.stdout",
-                Stream::Stderr => "hook.stderr",
-            };
-            report.line(source, &[], whole);
-        }
-    })
 }
 
 /// The agent's argument list for a debug line: secrets scrubbed, MCP config withheld (it may
