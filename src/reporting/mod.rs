@@ -76,11 +76,19 @@ impl TaskRedactor {
     }
 
     pub fn add(&self, value: &str) {
+        self.add_all([value]);
+    }
+
+    pub fn add_all<I, S>(&self, values: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         let _ = self
             .inner
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .add([value]);
+            .add(values);
     }
 
     /// The task's secrets, then the process-wide ones, replaced.
@@ -216,6 +224,16 @@ impl TaskReport {
             logs,
             redactor,
         }
+    }
+
+    /// Adds values to the task's redactor (secrets learnt after the start, such as a
+    /// Kubernetes pod's literal env values). Empty and short values are ignored by the redactor.
+    pub fn add_secrets<I, S>(&self, values: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.redactor.add_all(values);
     }
 
     /// True when log lines are exported (callers may skip building them otherwise).
