@@ -9,9 +9,9 @@
 //! records received by the collector and records dropped (queue full).
 //!
 //! Kubernetes: the real worker binary against the Kubernetes API simulator, one task at a time,
-//! whose pod's `task` container writes BENCH_LOG_LINES lines at start and runs 300 ms; with
-//! export on, the worker follows the container's log live (`pods/log?follow=true`) and exports
-//! every line. Figures per task: assignment -> `task_completed` wall time (the final flush comes
+//! whose pod's `task` container writes BENCH_LOG_LINES lines, in a burst at its start (runs
+//! 300 ms) or paced over 2 s (100 pieces, one every 20 ms); with export on, the worker follows
+//! the container's log live (`pods/log?follow=true`) and exports every line. Figures per task: assignment -> `task_completed` wall time (the final flush comes
 //! before it), the worker process's CPU time (utime + stime from /proc/<pid>/stat, all its
 //! threads, in clock ticks), records received.
 //!
@@ -24,12 +24,12 @@
 #[allow(dead_code)]
 #[path = "../tests/support/collector.rs"]
 mod collector;
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../tests/support/kube_sim/mod.rs"]
 mod kube_sim;
 #[path = "../tests/support/otlp_logs.rs"]
 mod otlp_logs;
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../tests/support/oz_server/mod.rs"]
 mod oz_server;
 #[path = "../tests/support/warp_api.rs"]
@@ -232,29 +232,50 @@ fn kubernetes(tasks: u64, lines: u64) {
     let dir = std::env::temp_dir().join(format!("oz-bench-k8s-logs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sim = KubeSim::start();
-    sim.script(
-        "bench/chatty",
-        vec![
-            Step::Pending(Duration::from_millis(20)),
-            Step::Running(Duration::from_millis(300)),
-            Step::Exit {
-                code: 0,
-                reason: None,
-                sidecar_143: false,
-            },
-        ],
-    );
-    let text: String = (1..=lines)
-        .map(|i| format!("output line {i} of the chatty agent, with some text\n"))
-        .collect();
-    sim.output(
-        "bench/chatty",
-        "task",
-        vec![Out {
-            after: Duration::ZERO,
-            text,
-        }],
-    );
+    let line = |i: u64| format!("output line {i} of the chatty agent, with some text\n");
+    // A burst: every line at the container's start (the export queue of 1,024 overflows).
+    // Paced: 100 pieces of lines/100 lines, one every 20 ms (the exporter keeps up).
+    let pieces = 100;
+    let per = lines.div_ceil(pieces);
+    let scenarios = [
+        (
+            "burst",
+            "bench/burst",
+            Duration::from_millis(300),
+            vec![Out {
+                after: Duration::ZERO,
+                text: (1..=lines).map(line).collect(),
+            }],
+        ),
+        (
+            "paced",
+            "bench/paced",
+            Duration::from_millis(20 * pieces + 200),
+            (0..pieces)
+                .map(|p| Out {
+                    after: Duration::from_millis(20 * p),
+                    text: (p * per + 1..=((p + 1) * per).min(lines))
+                        .map(line)
+                        .collect(),
+                })
+                .collect(),
+        ),
+    ];
+    for (_, image, running, out) in &scenarios {
+        sim.script(
+            image,
+            vec![
+                Step::Pending(Duration::from_millis(20)),
+                Step::Running(*running),
+                Step::Exit {
+                    code: 0,
+                    reason: None,
+                    sidecar_143: false,
+                },
+            ],
+        );
+        sim.output(image, "task", out.clone());
+    }
     let kc = sim.kubeconfig(&dir, None);
     let cfg = dir.join("config.yaml");
     std::fs::write(
@@ -280,11 +301,11 @@ fn kubernetes(tasks: u64, lines: u64) {
     sim.wait_until(Duration::from_secs(30), |s| s.open_watches >= 2);
     let pid = child.id();
     let mut n = 0;
-    let mut run = |export: bool| -> Sample {
+    let mut run = |image: &str, export: bool| -> Sample {
         n += 1;
         let id = format!("k{n:04}");
         let mut data = json!({
-            "task_id": id, "execution_id": format!("{id}-x"), "docker_image": "bench/chatty",
+            "task_id": id, "execution_id": format!("{id}-x"), "docker_image": image,
             "task": {"id": id, "title": "bench"},
             "env_vars": {"WARP_API_KEY": "bench-task-key-0001",
                          "WARP_WORKLOAD_TOKEN": "bench-workload-0001"}});
@@ -305,54 +326,55 @@ fn kubernetes(tasks: u64, lines: u64) {
             cpu: proc_cpu(pid).saturating_sub(c0),
         }
     };
-    run(false);
-    run(true);
-    let received_before = warp.records().len();
-    let (mut off, mut on) = (Vec::new(), Vec::new());
-    for _ in 0..tasks {
-        off.push(run(false));
-        on.push(run(true));
-    }
-    let received = warp
-        .records()
-        .iter()
-        .skip(received_before)
-        .filter(|r| r.attr_str("log.source") == Some("pod.task"))
-        .count();
-    let follows = sim
-        .state()
-        .requests("GET", "/log")
-        .iter()
-        .filter(|s| s.param("follow") == Some("true"))
-        .count();
     let mean = |v: &[Sample], f: fn(&Sample) -> Duration| {
         v.iter().map(f).sum::<Duration>() / u32::try_from(v.len()).unwrap_or(u32::MAX)
     };
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
     println!();
     println!(
-        "Kubernetes pod-log following: {tasks} tasks x {lines} lines each (pod runs 300 ms), \
-         export off and on interleaved, worker binary against the simulator"
+        "Kubernetes pod-log following: {tasks} tasks x {lines} lines each per scenario, export \
+         off and on interleaved, worker binary against the simulator"
     );
     println!("   method: assignment -> task_completed wall time (final flush included) and the");
     println!("           worker process's CPU time (/proc/<pid>/stat utime+stime, clock ticks)");
-    for (name, v) in [("export off", &off), ("export on ", &on)] {
+    for (name, image, running, _) in &scenarios {
+        run(image, false);
+        run(image, true);
+        let received_before = warp.records().len();
+        let (mut off, mut on) = (Vec::new(), Vec::new());
+        for _ in 0..tasks {
+            off.push(run(image, false));
+            on.push(run(image, true));
+        }
+        let received = warp
+            .records()
+            .iter()
+            .skip(received_before)
+            .filter(|r| r.attr_str("log.source") == Some("pod.task"))
+            .count();
+        println!("   {name} (pod runs {running:?}):");
+        for (label, v) in [("export off", &off), ("export on ", &on)] {
+            println!(
+                "     {label}: wall mean {} | cpu mean {}",
+                ms(mean(v, |s| s.wall)),
+                ms(mean(v, |s| s.cpu)),
+            );
+        }
         println!(
-            "   {name}: wall mean {} | cpu mean {}",
-            ms(mean(v, |s| s.wall)),
-            ms(mean(v, |s| s.cpu)),
+            "     added per task: wall {} | cpu {} (mean, on minus off); {received} pod.task \
+             records received of {} lines written",
+            ms(mean(&on, |s| s.wall).saturating_sub(mean(&off, |s| s.wall))),
+            ms(mean(&on, |s| s.cpu).saturating_sub(mean(&off, |s| s.cpu))),
+            tasks * lines
         );
     }
-    println!(
-        "   added per task: wall {} | cpu {} (mean, on minus off)",
-        ms(mean(&on, |s| s.wall).saturating_sub(mean(&off, |s| s.wall))),
-        ms(mean(&on, |s| s.cpu).saturating_sub(mean(&off, |s| s.cpu))),
-    );
-    println!(
-        "   records: {received} pod.task records received of {} lines written; {follows} \
-         follows opened (warm-up included)",
-        tasks * lines
-    );
+    let follows = sim
+        .state()
+        .requests("GET", "/log")
+        .iter()
+        .filter(|s| s.param("follow") == Some("true"))
+        .count();
+    println!("   {follows} follows opened in all (one per exported task, warm-ups included)");
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(0)),
         nix::sys::signal::Signal::SIGTERM,

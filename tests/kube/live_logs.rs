@@ -263,7 +263,6 @@ fn worker_shutdown_aborts_follows_and_flushes_while_the_job_is_preserved() {
     w.signal(libc::SIGTERM);
     let status = w.wait(T);
     assert!(status.success(), "{}", w.dump());
-    // The record was still in the exporter's batch (5 s interval): the final flush sent it.
     assert_eq!(
         bodies(&warp, "pod.task"),
         ["before shutdown"],
@@ -271,4 +270,8 @@ fn worker_shutdown_aborts_follows_and_flushes_while_the_job_is_preserved() {
         w.dump()
     );
     assert_eq!(sim.state().jobs().len(), 1, "the Job is preserved");
+    // The task thread closed its follow and flushed its report, then ended: shutdown had no
+    // straggler to leave behind (it would otherwise follow the preserved Job on and on).
+    assert!(!w.stderr().contains("still running"), "{}", w.dump());
+    assert_eq!(sim.state().open_log_streams, 0);
 }

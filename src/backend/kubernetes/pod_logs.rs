@@ -188,7 +188,8 @@ impl Follows {
         };
         let spawned = std::thread::Builder::new()
             .name(crate::threads::thread_name("pl-", &self.task))
-            .stack_size(128 * 1024)
+            // As the watch threads: a TLS handshake or a credential refresh may run here.
+            .stack_size(256 * 1024)
             .spawn(move || {
                 let _done = done;
                 job.run(&sink);

@@ -137,7 +137,7 @@ impl KubernetesBackend {
         let result = self.follow_reporting(&name, &uid, &hash, &rx, cancel, &mut reporter);
         // The streams end before the report's final flush: drained (≤ 2 s) after an ending,
         // aborted at once on cancellation or shutdown (the Job is deleted or preserved).
-        reporter.close(cancel.is_cancelled());
+        reporter.close(cancel.is_cancelled() || self.hub.stopped());
         result
     }
 
@@ -210,6 +210,12 @@ impl KubernetesBackend {
             let woke = rx.recv_timeout(CANCEL_CHECK).is_ok();
             if cancel.is_cancelled() {
                 // User cancellation deletes the Job in `cancel`; shutdown preserves it.
+                return Err(Failure::cancelled());
+            }
+            if self.hub.stopped() {
+                // The worker shut down (`Backend::shutdown`) and gave this preserved task up:
+                // no outcome is sent any more, but the task's logs are flushed (≤ 5 s) and its
+                // follows closed before the daemon's final join. The Job keeps running.
                 return Err(Failure::cancelled());
             }
             let poll = Instant::now() >= next_poll;
