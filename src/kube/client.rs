@@ -21,7 +21,8 @@ use crate::http::{
     Response, Timeouts, TlsOptions, Trust,
 };
 
-/// Deadline of one ordinary request (connect included); watches have none after their head.
+/// Deadline of one ordinary request (connect included); watches and log follows have none
+/// after their head.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -58,6 +59,8 @@ pub struct ApiStats {
     counts: [[AtomicU64; 5]; 7],
     pub watch_opens: AtomicU64,
     pub open_watches: AtomicU64,
+    /// Container log follows open now.
+    pub open_follows: AtomicU64,
     /// The last request reached the API server (any HTTP answer counts).
     pub reachable: AtomicBool,
 }
@@ -100,6 +103,17 @@ impl ApiStats {
             .map(|n| n.load(Ordering::Relaxed))
             .sum()
     }
+}
+
+/// What a request's body is: a whole document, or a stream read until the server ends it
+/// (no idle deadline: a quiet watch or a quiet container is not a dead connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Document,
+    /// A watch (counted as verb `watch`).
+    Watch,
+    /// A `pods/log?follow=true` stream (counted as verb `get`, as the API server does).
+    Follow,
 }
 
 fn verb_index(method: &str, watch: bool, target: &str) -> usize {
@@ -231,7 +245,7 @@ impl Client {
         body: Option<&[u8]>,
         content_type: &'static str,
         abort: Option<&Abort>,
-        watch: bool,
+        shape: Shape,
     ) -> Result<Attempt, KubeError> {
         let presented = self.creds.present().map_err(KubeError::Auth)?;
         let endpoint = self.endpoint_for(presented.exec_client_cert.as_ref())?;
@@ -241,7 +255,10 @@ impl Client {
                 connect: CONNECT_TIMEOUT,
                 send: REQUEST_TIMEOUT,
                 head: REQUEST_TIMEOUT,
-                body_idle: if watch { None } else { Some(REQUEST_TIMEOUT) },
+                body_idle: match shape {
+                    Shape::Document => Some(REQUEST_TIMEOUT),
+                    Shape::Watch | Shape::Follow => None,
+                },
             });
         if let Some(a) = presented.authorization {
             req = req.header("Authorization", a);
@@ -269,14 +286,14 @@ impl Client {
         body: Option<&[u8]>,
         content_type: &'static str,
         abort: Option<&Abort>,
-        watch: bool,
+        shape: Shape,
     ) -> Result<Response, KubeError> {
-        let verb = verb_index(method, watch, target);
+        let verb = verb_index(method, shape == Shape::Watch, target);
         let idempotent = method != "POST";
         let mut retry = Retry::default();
         let mut refreshed = false;
         loop {
-            let delay = match self.attempt(method, target, body, content_type, abort, watch)? {
+            let delay = match self.attempt(method, target, body, content_type, abort, shape)? {
                 Attempt::Answer(resp) => {
                     let status = resp.status();
                     self.stats.record(verb, Some(status));
@@ -346,7 +363,14 @@ impl Client {
         content_type: &'static str,
     ) -> Result<ApiResponse, KubeError> {
         let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
-        let resp = self.exchange(method, target, bytes.as_deref(), content_type, None, false)?;
+        let resp = self.exchange(
+            method,
+            target,
+            bytes.as_deref(),
+            content_type,
+            None,
+            Shape::Document,
+        )?;
         let status = resp.status();
         let text = resp.bytes(64 << 20).map_err(KubeError::Http)?;
         let value = if text.is_empty() {
@@ -389,27 +413,15 @@ impl Client {
     /// stream has no idle deadline; [`WatchStream::abort_handle`] ends it from another thread.
     pub fn watch(&self, target: &str) -> Result<WatchStream, KubeError> {
         let abort = Abort::new();
-        let resp = self.exchange("GET", target, None, "application/json", Some(&abort), true)?;
-        if resp.status() != 200 {
-            let status = resp.status();
-            let text = resp.bytes(1 << 20).unwrap_or_default();
-            let value = serde_json::from_slice(&text).unwrap_or(Value::Null);
-            if status == 401 {
-                return Err(KubeError::Unauthorized {
-                    request: describe("GET", target),
-                    message: status_message(&value, status),
-                    credential: self.creds.describe(),
-                });
-            }
-            return Err(KubeError::api(
-                "GET",
-                target,
-                &ApiResponse {
-                    status,
-                    body: value,
-                },
-            ));
-        }
+        let resp = self.exchange(
+            "GET",
+            target,
+            None,
+            "application/json",
+            Some(&abort),
+            Shape::Watch,
+        )?;
+        let resp = self.stream_ok(target, resp)?;
         self.stats.watch_opens.fetch_add(1, Ordering::Relaxed);
         self.stats.open_watches.fetch_add(1, Ordering::Relaxed);
         Ok(WatchStream {
@@ -417,6 +429,72 @@ impl Client {
             abort,
             stats: Arc::clone(&self.stats),
         })
+    }
+}
+
+impl Client {
+    /// Opens a container's log stream (`target` is a `pods/<pod>/log` path with
+    /// `follow=true`): plain text read until the container ends, with no idle deadline.
+    /// `abort` ends the connect, the wait for the head, or the stream, from another thread.
+    pub fn follow_log(&self, target: &str, abort: &Abort) -> Result<LogStream, KubeError> {
+        let resp = self.exchange(
+            "GET",
+            target,
+            None,
+            "application/json",
+            Some(abort),
+            Shape::Follow,
+        )?;
+        let resp = self.stream_ok(target, resp)?;
+        self.stats.open_follows.fetch_add(1, Ordering::Relaxed);
+        Ok(LogStream {
+            body: resp.body,
+            stats: Arc::clone(&self.stats),
+        })
+    }
+
+    /// A stream's response, or the error its non-200 status means.
+    fn stream_ok(&self, target: &str, resp: Response) -> Result<Response, KubeError> {
+        if resp.status() == 200 {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.bytes(1 << 20).unwrap_or_default();
+        let value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+        if status == 401 {
+            return Err(KubeError::Unauthorized {
+                request: describe("GET", target),
+                message: status_message(&value, status),
+                credential: self.creds.describe(),
+            });
+        }
+        Err(KubeError::api(
+            "GET",
+            target,
+            &ApiResponse {
+                status,
+                body: value,
+            },
+        ))
+    }
+}
+
+/// An open `pods/log?follow=true` stream: the container's output bytes as they come.
+pub struct LogStream {
+    body: BodyReader,
+    stats: Arc<ApiStats>,
+}
+
+impl LogStream {
+    /// Reads output bytes; `Ok(0)` when the server ended the stream (the container ended).
+    pub fn read(&mut self, out: &mut [u8]) -> Result<usize, HttpError> {
+        self.body.read_body(out)
+    }
+}
+
+impl Drop for LogStream {
+    fn drop(&mut self) {
+        self.stats.open_follows.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -8,7 +8,7 @@ pub mod error;
 pub mod kubeconfig;
 pub mod retry;
 
-pub use client::{ApiResponse, ApiStats, Client, WatchEvent, WatchStream};
+pub use client::{ApiResponse, ApiStats, Client, LogStream, WatchEvent, WatchStream};
 pub use error::KubeError;
 pub use kubeconfig::{ClusterConfig, Inputs, SERVICE_ACCOUNT_DIR};
 

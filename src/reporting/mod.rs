@@ -219,6 +219,16 @@ impl TaskReport {
         }
     }
 
+    /// Adds values to the task's redactor (secrets learnt after the start, such as a
+    /// Kubernetes pod's literal env values). Empty and short values are ignored by the redactor.
+    pub fn add_secrets<I, S>(&self, values: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.redactor.add_all(values);
+    }
+
     /// True when log lines are exported (callers may skip building them otherwise).
     pub fn logs_enabled(&self) -> bool {
         self.logs.is_some()

@@ -2,6 +2,7 @@
 //! simulator, and the Kubernetes backend end to end through the binary.
 
 mod backend;
+mod live_logs;
 mod real_cluster;
 mod reporting;
 mod resilience;

@@ -135,3 +135,57 @@ fn kubectl_creates_gets_watches_and_deletes_against_the_simulator() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("jobs.batch \"nope\" not found"));
 }
+
+#[test]
+fn kubectl_follows_a_containers_log_until_it_terminates() {
+    use crate::support::kube_sim::Out;
+    let dir = TestDir::new("kubectl-sim-logs");
+    let sim = KubeSim::start();
+    sim.script(
+        "sim/slow",
+        vec![
+            Step::Running(ms(1500)),
+            Step::Exit {
+                code: 0,
+                reason: None,
+                sidecar_143: false,
+            },
+        ],
+    );
+    let piece = |after: u64, text: &str| Out {
+        after: ms(after),
+        text: text.to_owned(),
+    };
+    sim.output(
+        "sim/slow",
+        "task",
+        vec![piece(0, "one\n"), piece(400, "two\n"), piece(800, "three")],
+    );
+    let kc = sim.kubeconfig(&dir.path, None);
+    let job = dir.write("job.json", JOB);
+    ok(&kubectl(
+        &kc,
+        &["create", "--validate=false", "-f", job.to_str().unwrap()],
+    ));
+    sim.wait_until(Duration::from_secs(20), |s| {
+        s.pods().iter().any(|p| p["status"]["phase"] == "Running")
+    });
+    let pod = sim.state().pods()[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Without -f: what was written so far. With -f: everything, then kubectl exits by itself
+    // when the container terminates and the stream ends.
+    let so_far = ok(&kubectl(&kc, &["logs", &pod, "-c", "task"]));
+    assert!(so_far.starts_with("one\n"), "{so_far:?}");
+    let out = ok(&kubectl(&kc, &["logs", "-f", &pod, "-c", "task"]));
+    assert_eq!(out, "one\ntwo\nthree");
+    let st = sim.state();
+    let follow = st
+        .requests("GET", "/log")
+        .into_iter()
+        .find(|s| s.param("follow") == Some("true"))
+        .map(|s| s.status);
+    assert_eq!(follow, Some(200));
+    assert_eq!(st.open_log_streams, 0);
+}

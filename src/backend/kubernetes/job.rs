@@ -211,6 +211,31 @@ impl TaskContainer<'_> {
     }
 }
 
+/// The operator's literal env values of the task pod, for the task's redactor
+/// (`upstream-newer.md` §4): the config's `task_env` (`-e`) and every `env[].value` of the
+/// `pod_template`'s init containers and containers. The task's `env_vars` are registered
+/// already; the worker's own variables (run id, workspace paths) are not secrets, and
+/// redacting them would also blank the pod name out of every record. `valueFrom` entries
+/// name a Secret or ConfigMap the worker never reads, so they cannot be scrubbed.
+pub fn operator_env_values(k: &KubernetesSettings) -> Vec<&str> {
+    let template = k
+        .pod_template
+        .as_ref()
+        .into_iter()
+        .flat_map(|t| ["initContainers", "containers"].map(|f| &t[f]))
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|c| c["env"].as_array())
+        .flatten()
+        .filter_map(|e| e["value"].as_str());
+    k.task_env
+        .iter()
+        .map(|(_, v)| v.as_str())
+        .chain(template)
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 #[path = "job_tests.rs"]
 mod tests;

@@ -386,3 +386,30 @@ fn copy_readiness_makes_copy_containers_native_sidecars_before_setup() {
         );
     }
 }
+
+#[test]
+fn operator_env_values_are_the_config_env_and_template_literals() {
+    let mut k = fixtures::settings();
+    k.task_env = vec![
+        ("OP".into(), "operator-value".into()),
+        ("E".into(), String::new()),
+    ];
+    k.pod_template = Some(json!({
+        "initContainers": [{"name": "init", "env": [{"name": "A", "value": "init-literal"}]}],
+        "containers": [
+            {"name": "task", "env": [
+                {"name": "B", "value": "task-literal"},
+                {"name": "C", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                {"name": "D", "value": ""},
+            ]},
+            {"name": "no-env"},
+        ],
+    }));
+    assert_eq!(
+        operator_env_values(&k),
+        ["operator-value", "init-literal", "task-literal"]
+    );
+    k.task_env.clear();
+    k.pod_template = None;
+    assert!(operator_env_values(&k).is_empty());
+}

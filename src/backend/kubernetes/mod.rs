@@ -15,7 +15,8 @@
 //! - [`watch`]: one shared Job watch and one Pod watch for the whole worker, and their cache;
 //! - [`runner`]: per task: create the Job, follow it, classify, clean up; cancel by delete;
 //! - [`reattach`]: at startup, follow this worker's unreported Jobs again and report them once;
-//! - [`reporter`]: a task's setup events and failed pods' output, through `crate::reporting`.
+//! - [`reporter`]: a task's setup events and its containers' output, through
+//!   `crate::reporting`; [`pod_logs`] follows each started container's log live.
 
 pub mod cleanup;
 pub mod details;
@@ -24,6 +25,7 @@ pub mod job;
 pub mod message;
 pub mod names;
 pub mod outcome;
+pub mod pod_logs;
 pub mod preflight;
 pub mod rbac;
 pub mod reattach;

@@ -1,10 +1,16 @@
 //! What a Kubernetes task reports besides its outcome (`upstream-newer.md` §5.1 and §4): the
-//! setup phases its pod's status proves, as [`SetupTracker`] derives them, and the output of a
-//! failed pod's containers as `pod.<container>` log records. The Job POST is timed by the runner.
+//! setup phases its pod's status proves, as [`SetupTracker`] derives them, and its containers'
+//! output as `pod.<container>` log records: followed live once each container starts
+//! ([`super::pod_logs`]), or, for a failed pod's containers no follow covered, from the log
+//! fetched for the diagnostics. The Job POST is timed by the runner.
+
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::pod_logs::Follows;
 use super::setup_phases::{self, SetupTracker};
+use crate::kube::Client;
 use crate::reporting::{SetupPhase, TaskReport};
 
 fn setup_phase(phase: setup_phases::Phase) -> SetupPhase {
@@ -17,11 +23,13 @@ fn setup_phase(phase: setup_phases::Phase) -> SetupPhase {
 }
 
 /// What a followed task reports besides its outcome: setup phases as pod status proves them,
-/// failed pods' logs. A re-attached Job reports nothing (its setup was reported, if at all, by
-/// the worker that created it).
+/// its containers' output. A re-attached Job reports nothing (its setup was reported, if at
+/// all, by the worker that created it; collection is not resumed after a restart).
 pub(super) struct Reporter<'a> {
     report: &'a TaskReport,
     tracker: SetupTracker,
+    /// Live container follows, when the task's logs are exported.
+    follows: Option<Follows>,
 }
 
 impl<'a> Reporter<'a> {
@@ -29,11 +37,52 @@ impl<'a> Reporter<'a> {
         Reporter {
             report,
             tracker: SetupTracker::default(),
+            follows: None,
         }
     }
 
-    /// Reports the phases `pods` newly prove, unless the task was cancelled meanwhile.
+    /// [`Reporter::new`], following the containers' output live when logs are exported.
+    pub(super) fn following(
+        report: &'a TaskReport,
+        client: &Arc<Client>,
+        namespace: &str,
+        task: &str,
+    ) -> Reporter<'a> {
+        let mut r = Reporter::new(report);
+        if report.logs_enabled() {
+            r.follows = Some(Follows::new(Arc::clone(client), namespace, task));
+        }
+        r
+    }
+
+    /// True when some started container of `pods` has no follow yet (the caller may look at
+    /// fresh pods once more before the task ends, so a short-lived container is not missed).
+    pub(super) fn misses(&self, pods: &[Value]) -> bool {
+        let Some(f) = &self.follows else {
+            return false;
+        };
+        pods.is_empty()
+            || pods.iter().any(|p| {
+                super::message::log_containers(p).iter().any(|c| {
+                    !f.covers(
+                        super::message::text(p, "/metadata/uid"),
+                        super::message::text(p, "/metadata/name"),
+                        c,
+                    )
+                })
+            })
+    }
+
+    /// Reports the phases `pods` newly prove, unless the task was cancelled meanwhile, and
+    /// starts following the containers that started.
     pub(super) fn observe(&mut self, pods: &[Value], cancelled: bool) {
+        if let Some(f) = &mut self.follows
+            && !cancelled
+        {
+            for pod in pods {
+                f.observe(pod, self.report);
+            }
+        }
         for pod in pods {
             for span in self.tracker.observe(pod) {
                 if !cancelled {
@@ -48,15 +97,28 @@ impl<'a> Reporter<'a> {
         }
     }
 
-    /// Exports a container's output as `pod.<container>` records.
-    pub(super) fn pod_log(&self, pod: &str, container: &str, output: &str) {
-        if !self.report.logs_enabled() {
+    /// Exports a failed pod's container's fetched output as `pod.<container>` records, unless
+    /// a live follow already forwards it.
+    pub(super) fn pod_log(&self, uid: &str, pod: &str, container: &str, output: &str) {
+        if !self.report.logs_enabled()
+            || self
+                .follows
+                .as_ref()
+                .is_some_and(|f| f.covers(uid, pod, container))
+        {
             return;
         }
         let source = format!("pod.{container}");
         let attributes = [("k8s.container.name", container), ("k8s.pod.name", pod)];
         for line in output.lines() {
             self.report.line(&source, &attributes, line);
+        }
+    }
+
+    /// Ends the follows (see [`Follows::close`]); must run before the report's final flush.
+    pub(super) fn close(&mut self, at_once: bool) {
+        if let Some(f) = self.follows.take() {
+            f.close(at_once);
         }
     }
 }

@@ -96,6 +96,9 @@ impl KubernetesBackend {
         let k = &self.settings;
         let ns = k.namespace.as_str();
         let manifest = job::task_job(&self.ctx.worker_id, spec, k)?;
+        // The operator's literal pod env values join the task's `env_vars` as secrets of its
+        // exported output; `valueFrom` ones cannot be known.
+        report.add_secrets(job::operator_env_values(k));
         let name = text(&manifest, "/metadata/name").to_owned();
         let exec_id = names::execution_id(&spec.task_id, spec.execution_id.as_deref()).to_owned();
         let hash = names::label_hash(&exec_id);
@@ -129,8 +132,13 @@ impl KubernetesBackend {
             }
         };
         log::info!(job = name.as_str(), namespace = ns; "Created Kubernetes Job {name} for task {}", spec.task_ref());
-        let mut reporter = Reporter::new(report);
-        self.follow_reporting(&name, &uid, &hash, &rx, cancel, &mut reporter)
+        let mut reporter =
+            Reporter::following(report, &self.client, ns, &spec.task_ref().to_string());
+        let result = self.follow_reporting(&name, &uid, &hash, &rx, cancel, &mut reporter);
+        // The streams end before the report's final flush: drained (≤ 2 s) after an ending,
+        // aborted at once on cancellation or shutdown (the Job is deleted or preserved).
+        reporter.close(cancel.is_cancelled() || self.hub.stopped());
+        result
     }
 
     /// A 409 on create: the Job exists. If it is this execution's (a redelivered assignment, a
@@ -204,6 +212,12 @@ impl KubernetesBackend {
                 // User cancellation deletes the Job in `cancel`; shutdown preserves it.
                 return Err(Failure::cancelled());
             }
+            if self.hub.stopped() {
+                // The worker shut down (`Backend::shutdown`) and gave this preserved task up:
+                // no outcome is sent any more, but the task's logs are flushed (≤ 5 s) and its
+                // follows closed before the daemon's final join. The Job keeps running.
+                return Err(Failure::cancelled());
+            }
             let poll = Instant::now() >= next_poll;
             if !woke && !poll {
                 continue;
@@ -244,6 +258,13 @@ impl KubernetesBackend {
             match outcome::classify(&ctx, &obs, &mut first) {
                 Verdict::Running => {}
                 Verdict::Succeeded => {
+                    // A container that started and ended between two looks at the pods (or a
+                    // pod cache lagging the Job watch) is still followed: its log is whole.
+                    if reporter.misses(&pods)
+                        && let Ok(fresh) = self.list_pods(name, hash)
+                    {
+                        reporter.observe(&fresh, cancel.is_cancelled());
+                    }
                     log::info!(job = name; "Kubernetes Job {name} completed");
                     self.finish(Ending::Succeeded, name, uid, job.as_ref());
                     return Ok(Completion::Finished);
@@ -335,8 +356,8 @@ impl KubernetesBackend {
         out
     }
 
-    /// Logs the failing pod's containers' output (diagnostics, reference §5.5) and hands its
-    /// lines to the task-log export as `pod.<container>` records.
+    /// Logs the failing pod's containers' output (diagnostics, reference §5.5) and hands the
+    /// lines of containers no live follow covered to the task-log export.
     fn log_pod(&self, pod_name: &str, pods: &[Value], reporter: &Reporter<'_>) {
         let ns = &self.settings.namespace;
         let Some(pod) = pods.iter().find(|p| text(p, "/metadata/name") == pod_name) else {
@@ -354,7 +375,7 @@ impl KubernetesBackend {
                 && !t.trim().is_empty()
             {
                 log::info!(pod = pod_name, container = c; "{}", message::log_section(pod_name, c, t));
-                reporter.pod_log(pod_name, c, t);
+                reporter.pod_log(text(pod, "/metadata/uid"), pod_name, c, t);
             }
         }
     }

@@ -230,7 +230,8 @@ impl Hub {
         }
     }
 
-    fn stopped(&self) -> bool {
+    /// True once [`Hub::stop`] ran (the worker is shutting down).
+    pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
 

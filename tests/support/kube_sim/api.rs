@@ -419,24 +419,11 @@ fn handle(conn: &mut Conn, req: &Request, client_cert: bool, shared: &Arc<Shared
             respond(conn, 200, &doc, &[])
         }
         ("get", Some(name), Some("log")) => {
-            let pod = st.store.get(Kind::Pod, &t.namespace, name).is_some();
-            if !pod {
-                record(&mut st, 404);
-                let b = not_found(name);
-                drop(st);
-                return respond(conn, 404, &b, &[]);
-            }
-            let container = req.param("container").unwrap_or("task").to_owned();
-            let text = st
-                .logs
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| format!("simulated log of {container}\n"));
-            record(&mut st, 200);
-            drop(st);
-            match serve::write_response(conn, 200, "text/plain", &[], text.as_bytes()) {
-                Ok(()) => Outcome::KeepAlive,
-                Err(_) => Outcome::Close,
+            let name = name.clone();
+            if super::logs::serve(conn, req, &t.namespace, &name, st, record, shared) {
+                Outcome::KeepAlive
+            } else {
+                Outcome::Close
             }
         }
         ("get", Some(name), None) => match st.store.get(kind, &t.namespace, name).cloned() {

@@ -16,6 +16,7 @@
 
 mod api;
 mod lifecycle;
+mod logs;
 mod serve;
 mod store;
 
@@ -30,6 +31,7 @@ use rustls::ServerConfig;
 use serde_json::Value;
 
 pub use lifecycle::Step;
+pub use logs::Out;
 pub use store::Kind;
 
 use lifecycle::Run;
@@ -100,7 +102,16 @@ pub struct State {
     pub watch_generation: u64,
     pub bookmark_every: Duration,
     pub namespaces: BTreeSet<String>,
+    /// A pod's whole log (by pod name), overriding any output script.
     pub logs: BTreeMap<String, String>,
+    /// Output scripts by (task image, container).
+    pub outputs: BTreeMap<(String, String), Vec<Out>>,
+    /// Containers that started, by (pod, container).
+    pub lives: BTreeMap<(String, String), logs::Life>,
+    /// How long a deleted pod's containers keep running (and their follows open).
+    pub termination_grace: Duration,
+    pub open_log_streams: usize,
+    pub max_open_log_streams: usize,
 }
 
 impl State {
@@ -190,6 +201,11 @@ impl KubeSim {
                 bookmark_every: ms(500),
                 namespaces: ["default".to_owned(), "agents".to_owned()].into(),
                 logs: BTreeMap::new(),
+                outputs: BTreeMap::new(),
+                lives: BTreeMap::new(),
+                termination_grace: Duration::from_secs(30),
+                open_log_streams: 0,
+                max_open_log_streams: 0,
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -216,7 +232,8 @@ impl KubeSim {
                                 r.tick(store);
                             }
                             runs.retain(|r| !r.done);
-                            if store.rv != before {
+                            logs::observe(&mut st);
+                            if st.store.rv != before {
                                 shared.changed.notify_all();
                             }
                         }
@@ -260,6 +277,27 @@ impl KubeSim {
     /// The pod script for Jobs whose task container has this image.
     pub fn script(&self, image: &str, steps: Vec<Step>) {
         self.with(|s| s.scripts.insert(image.to_owned(), steps));
+    }
+
+    /// What `container` of the pods of Jobs with task image `image` writes, piece by piece
+    /// (see [`Out`]).
+    pub fn output(&self, image: &str, container: &str, pieces: Vec<Out>) {
+        self.with(|s| {
+            s.outputs
+                .insert((image.to_owned(), container.to_owned()), pieces)
+        });
+    }
+
+    /// Ends the current step of every scripted pod that holds forever (`Running(MAX)`), so
+    /// a test decides when a container exits.
+    pub fn release(&self) {
+        self.with(|s| {
+            for r in &mut s.runs {
+                if let Some(step @ Step::Running(_)) = r.steps.get_mut(r.index) {
+                    *step = Step::Running(Duration::ZERO);
+                }
+            }
+        });
     }
 
     pub fn fault(

@@ -231,6 +231,14 @@ pub fn start_stream(w: &mut Conn) -> io::Result<()> {
     w.flush()
 }
 
+/// Starts a chunked 200 `text/plain` response (a followed container log).
+pub fn start_text_stream(w: &mut Conn) -> io::Result<()> {
+    w.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache, private\r\n\r\n",
+    )?;
+    w.flush()
+}
+
 pub fn write_chunk(w: &mut Conn, data: &[u8]) -> io::Result<()> {
     w.write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
     w.write_all(data)?;
