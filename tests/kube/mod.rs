@@ -2,6 +2,8 @@
 //! simulator, and the Kubernetes backend end to end through the binary.
 
 mod backend;
+mod operations;
+mod outcomes;
 mod real_cluster;
 mod reporting;
 mod resilience;

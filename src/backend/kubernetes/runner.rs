@@ -26,8 +26,14 @@ pub const SAFETY_POLL: Duration = Duration::from_secs(30);
 /// How often a waiting task looks at its cancel token between watch notifications.
 const CANCEL_CHECK: Duration = Duration::from_millis(200);
 /// Events are listed at most this often per task, and only while a pod is Pending or Failed
-/// (or no pod exists yet).
+/// (or no pod exists yet). A change seen sooner is not lost: the listing is made once this
+/// much time has passed since the last one.
 const EVENTS_EVERY: Duration = Duration::from_secs(5);
+/// While a tolerated condition is being timed (an unschedulable pod, a failing mount, pods the
+/// controller cannot create), the task is judged again this often from what the watches last
+/// delivered, without a request: such a pod stops changing, so no watch event would come to
+/// say that its timeout has passed (the Go worker waits for its next 30 s poll).
+const RECHECK: Duration = Duration::from_secs(1);
 
 fn outcome_word(ending: Ending) -> &'static str {
     match ending {
@@ -44,6 +50,21 @@ fn job_failed(job: &Value) -> bool {
         .into_iter()
         .flatten()
         .any(|c| text(c, "/type") == "Failed" && text(c, "/status") == "True")
+}
+
+/// The UIDs whose events explain a pending task: its pods, or the Job while it has none
+/// (`FailedCreate`).
+fn event_subjects(job: Option<&Value>, pods: &[Value]) -> Vec<String> {
+    let mut uids: Vec<&str> = pods.iter().map(|p| text(p, "/metadata/uid")).collect();
+    if pods.is_empty()
+        && let Some(j) = job
+    {
+        uids.push(text(j, "/metadata/uid"));
+    }
+    uids.into_iter()
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 pub fn jobs_path(ns: &str) -> String {
@@ -198,6 +219,11 @@ impl KubernetesBackend {
         let mut next_poll = Instant::now() + SAFETY_POLL;
         let mut events: Vec<Value> = Vec::new();
         let mut events_at: Option<Instant> = None;
+        // Whose events were listed last: a new pod's are listed at once, not after the wait.
+        let mut events_of: Vec<String> = Vec::new();
+        // A pending pod changed while events were listed too recently: list them when allowed.
+        let mut events_owed = false;
+        let mut judged_at = Instant::now();
         loop {
             let woke = rx.recv_timeout(CANCEL_CHECK).is_ok();
             if cancel.is_cancelled() {
@@ -205,9 +231,12 @@ impl KubernetesBackend {
                 return Err(Failure::cancelled());
             }
             let poll = Instant::now() >= next_poll;
-            if !woke && !poll {
+            let events_due = events_owed && events_at.is_none_or(|t| t.elapsed() >= EVENTS_EVERY);
+            let recheck = !first.is_empty() && judged_at.elapsed() >= RECHECK;
+            if !woke && !poll && !events_due && !recheck {
                 continue;
             }
+            judged_at = Instant::now();
             let (job, pods, source) = if poll {
                 next_poll = Instant::now() + SAFETY_POLL;
                 match self.poll(name, hash) {
@@ -230,9 +259,17 @@ impl KubernetesBackend {
                 || pods
                     .iter()
                     .any(|p| matches!(text(p, "/status/phase"), "Pending" | "Failed" | ""));
-            if pending && events_at.is_none_or(|t| t.elapsed() >= EVENTS_EVERY) {
+            let subjects = event_subjects(job.as_ref(), &pods);
+            if !pending {
+                events_owed = false;
+            } else if events_at.is_none_or(|t| t.elapsed() >= EVENTS_EVERY) || subjects != events_of
+            {
                 events_at = Some(Instant::now());
-                events = self.events(job.as_ref(), &pods);
+                events_owed = false;
+                events = self.events(&subjects);
+                events_of = subjects;
+            } else if woke {
+                events_owed = true;
             }
             let obs = Observation {
                 job: job.as_ref(),
@@ -312,17 +349,11 @@ impl KubernetesBackend {
         Ok(pods)
     }
 
-    /// Events about the pods (and the Job, for FailedCreate). Errors are logged, not fatal.
-    fn events(&self, job: Option<&Value>, pods: &[Value]) -> Vec<Value> {
+    /// Events about these objects (see [`event_subjects`]). Errors are logged, not fatal.
+    fn events(&self, uids: &[String]) -> Vec<Value> {
         let ns = &self.settings.namespace;
-        let mut uids: Vec<&str> = pods.iter().map(|p| text(p, "/metadata/uid")).collect();
-        if pods.is_empty()
-            && let Some(j) = job
-        {
-            uids.push(text(j, "/metadata/uid"));
-        }
         let mut out = Vec::new();
-        for uid in uids.into_iter().filter(|u| !u.is_empty()) {
+        for uid in uids {
             let target = format!(
                 "/api/v1/namespaces/{ns}/events?fieldSelector={}",
                 query_escape(&format!("involvedObject.uid={uid}"))
