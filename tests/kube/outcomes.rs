@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use oz_agent_worker::kube::Client;
 use oz_agent_worker::kube::kubeconfig::{self, Inputs};
-use oz_agent_worker::kube::{Client, query_escape};
 
 use crate::support::harness::{TestDir, Worker, WorkerCommand};
-use crate::support::kube_sim::{Kind, KubeSim, State, Step, ms};
+use crate::support::kube_sim::{KubeSim, State, Step, ms};
 use crate::support::oz_server::OzServer;
 use crate::worker::{API_KEY, T, assignment, expect, frames_for};
+
+mod mounts;
 
 /// Starts a worker whose `backend.kubernetes` block gets `extra` (indented four spaces).
 fn start(dir: &TestDir, oz: &OzServer, sim: &KubeSim, worker_id: &str, extra: &str) -> Worker {
@@ -131,6 +133,55 @@ fn event<'a>(k: &'a Value, reason: &str) -> Option<&'a Value> {
         .find(|e| e["reason"] == reason)
 }
 
+/// A real client reads the simulator's events through both APIs: `kubectl events` decodes the
+/// core list into typed events (timestamps, counts) to print them; `kubectl get` finds
+/// events.k8s.io by discovery.
+fn kubectl_reads_events(dir: &TestDir, sim: &KubeSim, reason: &str) {
+    let kc = sim.kubeconfig(&dir.path, None);
+    let commands: [&[&str]; 2] = [
+        &["events", "-n", "agents", "--types", "Warning"],
+        &[
+            "get",
+            "events.v1.events.k8s.io",
+            "-n",
+            "agents",
+            "-o",
+            "json",
+        ],
+    ];
+    for args in commands {
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("kubectl must be installed (Debian: kubernetes-client; see .ci/kubernetes.sh)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(reason),
+            "kubectl {args:?}: {:?}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The worker's own Kubernetes client, pointed at the simulator (as an operator's kubectl).
+fn client(dir: &TestDir, sim: &KubeSim) -> Client {
+    let kc = sim.kubeconfig(&dir.path, None);
+    let env = |_: &str| None;
+    let cfg = kubeconfig::resolve(
+        Some(&kc),
+        &Inputs {
+            env: &env,
+            service_account_dir: dir.join("no-service-account"),
+        },
+    )
+    .expect("the simulator's kubeconfig resolves");
+    Client::new(cfg).expect("a client for the simulator")
+}
+
 #[test]
 fn a_pod_unschedulable_past_its_timeout_fails_and_its_job_is_expired() {
     let dir = TestDir::new("e2e-kube-unschedulable");
@@ -182,203 +233,12 @@ fn a_pod_unschedulable_past_its_timeout_fails_and_its_job_is_expired() {
     assert!(ev["first_observed_at"].is_string(), "{f}");
     assert!(k.get("container").is_none(), "{f}");
     assert_expired_not_deleted(&sim, "t-nofit");
+    kubectl_reads_events(&dir, &sim, "FailedScheduling");
     // The expired Job then fails by its deadline, as a real Job controller does.
     sim.wait_until(T, |s| {
         job_of(s, "t-nofit").is_some_and(|j| j["status"]["failed"] == 1)
     });
     stop(w);
-}
-
-/// The FailedMount script both mount tests share: the kubelet fails to mount for a while.
-fn mount_script(failing: Duration) -> Vec<Step> {
-    vec![
-        Step::FailedMount(failing),
-        Step::Running(ms(200)),
-        Step::Exit {
-            code: 0,
-            reason: None,
-            sidecar_143: false,
-        },
-    ]
-}
-
-#[test]
-fn a_mount_failure_that_clears_within_volume_mount_timeout_is_tolerated() {
-    let dir = TestDir::new("e2e-kube-mount-ok");
-    let sim = KubeSim::start();
-    sim.script("sim/mount-slow", mount_script(ms(3000)));
-    let oz = OzServer::start();
-    let w = start(
-        &dir,
-        &oz,
-        &sim,
-        "kube-mount-ok",
-        "    volume_mount_timeout: 10s\n",
-    );
-    assign(&oz, "t-mount-ok", "sim/mount-slow");
-    let done = expect(&oz, "task_completed", "t-mount-ok");
-    assert!(done.is_object());
-    let kinds: Vec<String> = frames_for(&oz, "t-mount-ok")
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    assert_eq!(kinds, vec!["task_claimed", "task_completed"], "{kinds:?}");
-    // The worker saw the failing mount and tolerated it: it listed the pod's events, which it
-    // does only while the pod is Pending, that is while its FailedMount event stood (the Go
-    // worker failed the task on the first such event).
-    {
-        let st = sim.state();
-        let uid = st
-            .store
-            .list(Kind::Event, "agents")
-            .into_iter()
-            .find(|e| e["reason"] == "FailedMount")
-            .map(|e| {
-                e["involvedObject"]["uid"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .expect("the kubelet's FailedMount event");
-        assert!(
-            st.requests("GET", "/api/v1/namespaces/agents/events")
-                .iter()
-                .any(|r| r.param("fieldSelector") == Some(&format!("involvedObject.uid={uid}"))),
-            "the worker never listed the pod's events"
-        );
-    }
-    assert_deleted(&sim, "t-mount-ok");
-    stop(w);
-}
-
-#[test]
-fn a_mount_that_recovered_before_a_slow_image_pull_is_not_a_mount_failure() {
-    // A slow volume attach, then a large image: the pod stays Pending past the mount timeout
-    // with its old FailedMount events, but its volumes are mounted (the kubelet created the
-    // sandbox and pulls the image).
-    let dir = TestDir::new("e2e-kube-mount-then-pull");
-    let sim = KubeSim::start();
-    sim.script(
-        "sim/attach-then-pull",
-        vec![
-            Step::FailedMount(ms(1000)),
-            Step::Pulling(ms(5000)),
-            Step::Running(ms(200)),
-            Step::Exit {
-                code: 0,
-                reason: None,
-                sidecar_143: false,
-            },
-        ],
-    );
-    let oz = OzServer::start();
-    let w = start(
-        &dir,
-        &oz,
-        &sim,
-        "kube-mount-pull",
-        "    volume_mount_timeout: 3s\n",
-    );
-    assign(&oz, "t-mount-pull", "sim/attach-then-pull");
-    expect(&oz, "task_completed", "t-mount-pull");
-    let kinds: Vec<String> = frames_for(&oz, "t-mount-pull")
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    assert_eq!(kinds, vec!["task_claimed", "task_completed"], "{kinds:?}");
-    assert_deleted(&sim, "t-mount-pull");
-    stop(w);
-}
-
-#[test]
-fn a_mount_failure_past_volume_mount_timeout_fails_with_volume_mount() {
-    let dir = TestDir::new("e2e-kube-mount-fail");
-    let sim = KubeSim::start();
-    sim.script("sim/mount-never", mount_script(Duration::MAX));
-    let oz = OzServer::start();
-    let w = start(
-        &dir,
-        &oz,
-        &sim,
-        "kube-mount-fail",
-        "    volume_mount_timeout: 2s\n",
-    );
-    assign(&oz, "t-mount", "sim/mount-never");
-    let f = failed(&oz, "t-mount");
-    assert_eq!(f["failure_reason"], "volume_mount", "{f}");
-    let msg = f["message"].as_str().unwrap_or_default();
-    assert!(msg.contains("failed to mount a volume"), "{f}");
-    assert!(msg.contains("Kubernetes event reason: FailedMount"), "{f}");
-    assert!(msg.contains("configmap \"task-config\" not found"), "{f}");
-    let k = &f["failure_details"]["kubernetes"];
-    assert_eq!(k["schema_version"], 1, "{f}");
-    assert_eq!(k["pod"]["phase"], "Pending", "{f}");
-    let ev = event(k, "FailedMount").expect("the FailedMount event");
-    assert_eq!(ev["type"], "Warning", "{f}");
-    assert!(ev["count"].as_i64().unwrap_or(0) >= 1, "{f}");
-    assert!(ev["first_observed_at"].is_string(), "{f}");
-    assert_expired_not_deleted(&sim, "t-mount");
-
-    // The same event through both events APIs, as the API server shows a kubelet's (core)
-    // event: events.k8s.io/v1 names the pod in `regarding`, the text in `note`, a null
-    // `eventTime` and the series in the `deprecated*` fields.
-    let pod_uid = sim
-        .state()
-        .pods()
-        .into_iter()
-        .find(|p| p["metadata"]["labels"]["oz-task-id"] == "t-mount")
-        .map(|p| p["metadata"]["uid"].clone())
-        .expect("the pod");
-    let uid = pod_uid.as_str().unwrap_or_default();
-    let client = client(&dir, &sim);
-    let core = client
-        .get_ok(&format!(
-            "/api/v1/namespaces/agents/events?fieldSelector={}",
-            query_escape(&format!("involvedObject.uid={uid}"))
-        ))
-        .expect("core events");
-    let core = core["items"]
-        .as_array()
-        .and_then(|i| i.iter().find(|e| e["reason"] == "FailedMount"))
-        .cloned()
-        .expect("a core FailedMount event");
-    assert_eq!(core["involvedObject"]["kind"], "Pod");
-    assert!(core["count"].as_i64().unwrap_or(0) >= 2, "repeats: {core}");
-    assert!(core["eventTime"].is_null(), "{core}");
-    let new = client
-        .get_ok(&format!(
-            "/apis/events.k8s.io/v1/namespaces/agents/events?fieldSelector={}",
-            query_escape(&format!("regarding.uid={uid}"))
-        ))
-        .expect("events.k8s.io events");
-    assert_eq!(new["apiVersion"], "events.k8s.io/v1");
-    let new = new["items"]
-        .as_array()
-        .and_then(|i| i.iter().find(|e| e["reason"] == "FailedMount"))
-        .cloned()
-        .expect("an events.k8s.io FailedMount event");
-    assert_eq!(new["regarding"]["uid"], pod_uid);
-    assert_eq!(new["note"], core["message"]);
-    assert_eq!(new["type"], "Warning");
-    assert!(new["eventTime"].is_null(), "{new}");
-    assert_eq!(new["deprecatedFirstTimestamp"], core["firstTimestamp"]);
-    assert!(new["deprecatedCount"].as_i64().unwrap_or(0) >= 2, "{new}");
-    assert_eq!(new["reportingController"], "kubelet");
-    stop(w);
-}
-
-fn client(dir: &TestDir, sim: &KubeSim) -> Client {
-    let kc = sim.kubeconfig(&dir.path, None);
-    let env = |_: &str| None;
-    let cfg = kubeconfig::resolve(
-        Some(&kc),
-        &Inputs {
-            env: &env,
-            service_account_dir: dir.join("no-service-account"),
-        },
-    )
-    .expect("the simulator's kubeconfig resolves");
-    Client::new(cfg).expect("a client for the simulator")
 }
 
 #[test]
@@ -674,5 +534,55 @@ fn err_image_pull_and_image_pull_back_off_fail_with_image_pull() {
         assert!(k["job"]["uid"].is_string(), "{f}");
         assert_expired_not_deleted(&sim, task);
     }
+    stop(w);
+}
+
+#[test]
+fn a_job_deleted_by_someone_else_fails_the_task_with_job_watch() {
+    // An operator deletes the running task's Job by hand (kubectl delete job): the task must
+    // end, not wait for a Job that will never finish.
+    let dir = TestDir::new("e2e-kube-deleted");
+    let sim = KubeSim::start();
+    sim.script("sim/forever", vec![Step::Running(Duration::MAX)]);
+    let oz = OzServer::start();
+    let w = start(&dir, &oz, &sim, "kube-deleted", "");
+    assign(&oz, "t-deleted", "sim/forever");
+    sim.wait_until(T, |s| {
+        s.pods().iter().any(|p| {
+            p["status"]["phase"] == "Running"
+                && p["metadata"]["labels"]["oz-task-id"] == "t-deleted"
+        })
+    });
+    let name = job_of(&sim.state(), "t-deleted")
+        .and_then(|j| j["metadata"]["name"].as_str().map(str::to_owned))
+        .expect("the task's Job");
+    let r = client(&dir, &sim)
+        .request(
+            "DELETE",
+            &format!("/apis/batch/v1/namespaces/agents/jobs/{name}"),
+            Some(&json!({"propagationPolicy": "Background"})),
+        )
+        .expect("delete the Job");
+    assert_eq!(r.status, 200);
+    let f = failed(&oz, "t-deleted");
+    assert_eq!(f["failure_reason"], "job_watch", "{f}");
+    let msg = f["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("was deleted before it finished"), "{f}");
+    assert_eq!(
+        f["failure_details"]["kubernetes"]["schema_version"], 1,
+        "{f}"
+    );
+    // Nothing is left to clean up, and nothing is recreated.
+    let st = sim.state();
+    assert!(job_of(&st, "t-deleted").is_none());
+    assert!(st.requests("PATCH", "/jobs/oz-task-t-deleted").is_empty());
+    assert_eq!(
+        st.requests("POST", "/apis/batch/v1/namespaces/agents/jobs")
+            .iter()
+            .filter(|p| p.body["metadata"]["labels"]["oz-task-id"] == "t-deleted")
+            .count(),
+        1
+    );
+    drop(st);
     stop(w);
 }

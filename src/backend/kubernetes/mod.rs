@@ -24,6 +24,7 @@ pub mod job;
 pub mod message;
 pub mod names;
 pub mod outcome;
+pub mod pace;
 pub mod preflight;
 pub mod rbac;
 pub mod reattach;

@@ -1,5 +1,6 @@
-//! One task: create its Job, follow it through the shared watches (and a 30 s safety poll),
-//! classify, clean up, and cancel by deleting the Job after checking whose it is.
+//! One task: create its Job, follow it through the shared watches (and a 30 s safety poll, at
+//! the cadence `pace` decides), classify, clean up, and cancel by deleting the Job after
+//! checking whose it is.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,6 +13,7 @@ use super::job;
 use super::message::{self, text};
 use super::names::{self, Identity};
 use super::outcome::{self, Context, FirstSeen, Observation, Verdict};
+use super::pace::{Look, Pace};
 use super::reporter::Reporter;
 use super::watch::Resource;
 use crate::backend::{BackendKind, Completion, Failure, FailureReason, TaskRef};
@@ -20,20 +22,8 @@ use crate::kube::query_escape;
 use crate::reporting::{SetupPhase, TaskReport};
 use crate::task::TaskSpec;
 
-/// The safety-net poll (the seed's 30 s): a completion is never missed even when watches are
-/// cut and history compacted at the same moment.
-pub const SAFETY_POLL: Duration = Duration::from_secs(30);
 /// How often a waiting task looks at its cancel token between watch notifications.
 const CANCEL_CHECK: Duration = Duration::from_millis(200);
-/// Events are listed at most this often per task, and only while a pod is Pending or Failed
-/// (or no pod exists yet). A change seen sooner is not lost: the listing is made once this
-/// much time has passed since the last one.
-const EVENTS_EVERY: Duration = Duration::from_secs(5);
-/// While a tolerated condition is being timed (an unschedulable pod, a failing mount, pods the
-/// controller cannot create), the task is judged again this often from what the watches last
-/// delivered, without a request: such a pod stops changing, so no watch event would come to
-/// say that its timeout has passed (the Go worker waits for its next 30 s poll).
-const RECHECK: Duration = Duration::from_secs(1);
 
 fn outcome_word(ending: Ending) -> &'static str {
     match ending {
@@ -216,60 +206,60 @@ impl KubernetesBackend {
             volume_mount_timeout: k.volume_mount_timeout,
         };
         let mut first = FirstSeen::default();
-        let mut next_poll = Instant::now() + SAFETY_POLL;
+        let mut pace = Pace::new(Instant::now());
         let mut events: Vec<Value> = Vec::new();
-        let mut events_at: Option<Instant> = None;
-        // Whose events were listed last: a new pod's are listed at once, not after the wait.
-        let mut events_of: Vec<String> = Vec::new();
-        // A pending pod changed while events were listed too recently: list them when allowed.
-        let mut events_owed = false;
-        let mut judged_at = Instant::now();
         loop {
             let woke = rx.recv_timeout(CANCEL_CHECK).is_ok();
             if cancel.is_cancelled() {
                 // User cancellation deletes the Job in `cancel`; shutdown preserves it.
                 return Err(Failure::cancelled());
             }
-            let poll = Instant::now() >= next_poll;
-            let events_due = events_owed && events_at.is_none_or(|t| t.elapsed() >= EVENTS_EVERY);
-            let recheck = !first.is_empty() && judged_at.elapsed() >= RECHECK;
-            if !woke && !poll && !events_due && !recheck {
-                continue;
-            }
-            judged_at = Instant::now();
-            let (job, pods, source) = if poll {
-                next_poll = Instant::now() + SAFETY_POLL;
-                match self.poll(name, hash) {
+            let look = pace.look(
+                Instant::now(),
+                woke,
+                !first.is_empty(),
+                self.hub.has_job(name),
+            );
+            let (job, pods, source) = match look {
+                Look::Skip => continue,
+                Look::Poll => match self.poll(name, hash) {
                     Ok((job, pods)) => (job, pods, Source::SafetyPoll),
                     Err(f) => return Err(f),
+                },
+                Look::Cache => {
+                    let job = self.hub.job(name);
+                    // A failed Job is judged by its pods (reference §5.4); the pod watch may
+                    // lag the Job watch, so list them fresh rather than trust the cache.
+                    let pods = if job.as_ref().is_some_and(job_failed) {
+                        self.list_pods(name, hash)?
+                    } else {
+                        self.hub.pods(hash)
+                    };
+                    (job, pods, Source::JobWatch)
                 }
-            } else {
-                let job = self.hub.job(name);
-                // A failed Job is judged by its pods (reference §5.4); the pod watch may lag the
-                // Job watch, so list them fresh rather than trust the cache.
-                let pods = if job.as_ref().is_some_and(job_failed) {
-                    self.list_pods(name, hash)?
-                } else {
-                    self.hub.pods(hash)
-                };
-                (job, pods, Source::JobWatch)
             };
+            if job.is_some() {
+                pace.saw_job();
+            } else if source == Source::SafetyPoll {
+                // The GET said 404: the Job was deleted after we created it. A cancellation
+                // deletes it only after firing the token, so a cancelled task is seen as such.
+                if cancel.is_cancelled() {
+                    return Err(Failure::cancelled());
+                }
+                if let Verdict::Failed(f) = outcome::job_vanished(&ctx, source, SystemTime::now()) {
+                    log::warn!(job = name; "{}", f.failure.message);
+                    let details = serde_json::to_string(&f.details).ok();
+                    return Err(f.failure.with_details(details));
+                }
+            }
             reporter.observe(&pods, cancel.is_cancelled());
             let pending = pods.is_empty()
                 || pods
                     .iter()
                     .any(|p| matches!(text(p, "/status/phase"), "Pending" | "Failed" | ""));
             let subjects = event_subjects(job.as_ref(), &pods);
-            if !pending {
-                events_owed = false;
-            } else if events_at.is_none_or(|t| t.elapsed() >= EVENTS_EVERY) || subjects != events_of
-            {
-                events_at = Some(Instant::now());
-                events_owed = false;
+            if pace.list_events(Instant::now(), pending, &subjects, woke) {
                 events = self.events(&subjects);
-                events_of = subjects;
-            } else if woke {
-                events_owed = true;
             }
             let obs = Observation {
                 job: job.as_ref(),
