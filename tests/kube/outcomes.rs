@@ -586,3 +586,33 @@ fn a_job_deleted_by_someone_else_fails_the_task_with_job_watch() {
     drop(st);
     stop(w);
 }
+
+#[test]
+fn a_task_container_that_cannot_be_created_fails_with_container_create() {
+    // The pod references a Secret that does not exist (the kubelet's CreateContainerConfigError):
+    // it never resolves by itself.
+    let dir = TestDir::new("e2e-kube-create-config");
+    let sim = KubeSim::start();
+    sim.script(
+        "sim/no-secret",
+        vec![
+            Step::Pending(ms(100)),
+            Step::Waiting("CreateContainerConfigError".into(), Duration::MAX),
+        ],
+    );
+    let oz = OzServer::start();
+    let w = start(&dir, &oz, &sim, "kube-create-config", "");
+    assign(&oz, "t-no-secret", "sim/no-secret");
+    let f = failed(&oz, "t-no-secret");
+    assert_eq!(f["failure_reason"], "container_create", "{f}");
+    let msg = f["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("is waiting: CreateContainerConfigError"),
+        "{f}"
+    );
+    let c = &f["failure_details"]["kubernetes"]["container"];
+    assert_eq!(c["waiting_reason"], "CreateContainerConfigError", "{f}");
+    assert_eq!(c["kind"], "regular", "{f}");
+    assert_expired_not_deleted(&sim, "t-no-secret");
+    stop(w);
+}
