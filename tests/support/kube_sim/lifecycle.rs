@@ -108,8 +108,7 @@ fn involved(ns: &str, regarding: &Value, kind: &str) -> Value {
 }
 
 /// An event as the legacy (core `v1`) recorders write it: the kubelet and the Job
-/// controller. `eventTime` is null; `count` and the two timestamps carry the series. Returns
-/// the event's name.
+/// controller. `eventTime` is null; `count` and the two timestamps carry the series.
 fn event(
     store: &mut Store,
     ns: &str,
@@ -117,14 +116,14 @@ fn event(
     kind: &str,
     (severity, reason): (&str, &str),
     message: &str,
-) -> String {
+) {
     let name = event_name(regarding, store);
     let component = if kind == "Job" {
         "job-controller"
     } else {
         "kubelet"
     };
-    let ev = json!({
+    let mut ev = json!({
         "metadata": {"name": name},
         "involvedObject": involved(ns, regarding, kind),
         "reason": reason,
@@ -135,12 +134,13 @@ fn event(
         "lastTimestamp": now_rfc3339(),
         "eventTime": null,
         "reportingComponent": component,
-        "reportingInstance": if kind == "Job" { "" } else { "sim-node-1" },
         "source": if kind == "Job" { json!({"component": component}) }
                   else { json!({"component": component, "host": "sim-node-1"}) },
     });
+    if kind != "Job" {
+        ev["reportingInstance"] = json!("sim-node-1");
+    }
     store.create(Kind::Event, ns, ev);
-    name
 }
 
 /// A Warning event as the `events.k8s.io/v1` recorders write it (the scheduler): read through
