@@ -15,7 +15,9 @@ pub const SAFETY_POLL: Duration = Duration::from_secs(30);
 /// How often a task being timed is judged again from the cache (no request).
 pub const RECHECK: Duration = Duration::from_secs(1);
 /// Events are listed at most this often per task, and only while a pod is Pending or Failed
-/// (or no pod exists yet); a new pod's are listed at once.
+/// (or no pod exists yet); a new pod's are listed at once. The Job's own events
+/// (`FailedCreate`) are listed only once it has had no pod for this long: a pod normally
+/// follows within moments, and a task then costs one events list, not two.
 pub const EVENTS_EVERY: Duration = Duration::from_secs(5);
 
 /// What the runner does after a wait.
@@ -47,7 +49,8 @@ impl Pace {
             next_poll: now + SAFETY_POLL,
             judged_at: now,
             seen_job: false,
-            events_at: None,
+            // The Job's creation opens the first interval (see `list_events`).
+            events_at: Some(now),
             events_of: Vec::new(),
             events_owed: false,
         }
@@ -80,12 +83,14 @@ impl Pace {
         self.seen_job = true;
     }
 
-    /// Whether to list the events of `subjects` now, for a task with a pod `pending` (or none
-    /// yet). Listing is remembered; a change seen too soon (`woke`) is owed for later.
+    /// Whether to list the events of `subjects` now, for a task with a pod `pending`, or
+    /// with no pod yet (`job_only`: the subjects are the Job's). Listing is remembered; a
+    /// change seen too soon (`woke`) and a Job still without a pod are owed for later.
     pub fn list_events(
         &mut self,
         now: Instant,
         pending: bool,
+        job_only: bool,
         subjects: &[String],
         woke: bool,
     ) -> bool {
@@ -96,13 +101,14 @@ impl Pace {
         let waited = self
             .events_at
             .is_none_or(|t| now.duration_since(t) >= EVENTS_EVERY);
-        if waited || subjects != self.events_of.as_slice() {
+        let new_pods = !job_only && subjects != self.events_of.as_slice();
+        if waited || new_pods {
             self.events_at = Some(now);
             self.events_owed = false;
             self.events_of = subjects.to_vec();
             return true;
         }
-        if woke {
+        if woke || job_only {
             self.events_owed = true;
         }
         false
@@ -158,19 +164,33 @@ mod tests {
         let mut p = Pace::new(t0);
         let job = vec!["job-uid".to_owned()];
         let pod = vec!["pod-uid".to_owned()];
-        // No pod yet: the Job's events.
-        assert!(p.list_events(t0, true, &job, true));
+        // No pod yet: the Job's events wait (a pod normally follows at once).
+        assert!(!p.list_events(t0, true, true, &job, true));
         // The pod appears 10 ms later: its events at once.
-        assert!(p.list_events(after(t0, 10), true, &pod, true));
+        assert!(p.list_events(after(t0, 10), true, false, &pod, true));
         // It changes again soon after: owed, not listed.
-        assert!(!p.list_events(after(t0, 500), true, &pod, true));
+        assert!(!p.list_events(after(t0, 500), true, false, &pod, true));
         assert_eq!(p.look(after(t0, 4_000), false, false, true), Look::Skip);
         // Owed events bring the runner back once the interval passed, without news.
         assert_eq!(p.look(after(t0, 5_010), false, false, true), Look::Cache);
-        assert!(p.list_events(after(t0, 5_010), true, &pod, false));
+        assert!(p.list_events(after(t0, 5_010), true, false, &pod, false));
         assert_eq!(p.look(after(t0, 11_000), false, false, true), Look::Skip);
         // A running pod needs no events and owes none.
-        assert!(!p.list_events(after(t0, 11_000), false, &pod, true));
+        assert!(!p.list_events(after(t0, 11_000), false, false, &pod, true));
         assert_eq!(p.look(after(t0, 20_000), false, false, true), Look::Skip);
+    }
+
+    #[test]
+    fn a_job_without_a_pod_has_its_events_listed_after_the_interval() {
+        let t0 = Instant::now();
+        let mut p = Pace::new(t0);
+        let job = vec!["job-uid".to_owned()];
+        assert!(!p.list_events(after(t0, 20), true, true, &job, true));
+        // Nothing changes (the controller only records FailedCreate), yet the runner comes
+        // back for the Job's events.
+        assert_eq!(p.look(after(t0, 3_000), false, false, true), Look::Skip);
+        assert_eq!(p.look(after(t0, 5_000), false, false, true), Look::Cache);
+        assert!(p.list_events(after(t0, 5_000), true, true, &job, false));
+        assert!(!p.list_events(after(t0, 6_000), true, true, &job, false));
     }
 }

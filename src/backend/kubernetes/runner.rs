@@ -258,7 +258,7 @@ impl KubernetesBackend {
                     .iter()
                     .any(|p| matches!(text(p, "/status/phase"), "Pending" | "Failed" | ""));
             let subjects = event_subjects(job.as_ref(), &pods);
-            if pace.list_events(Instant::now(), pending, &subjects, woke) {
+            if pace.list_events(Instant::now(), pending, pods.is_empty(), &subjects, woke) {
                 events = self.events(&subjects);
             }
             let obs = Observation {
