@@ -3,6 +3,8 @@
 
 mod backend;
 mod live_logs;
+mod operations;
+mod outcomes;
 mod real_cluster;
 mod reporting;
 mod resilience;

@@ -8,7 +8,9 @@
 //! - [`outcome`]: Job, pods and events to a task outcome (§5.3, §5.4, §6), with [`message`]
 //!   (§6.1, §6.2) and [`details`] (`failure_details.kubernetes`, schema 1);
 //! - [`cleanup`]: delete, expire or keep a Job (§7); [`rbac`]: the Role rules it needs (§9);
-//! - [`setup_phases`]: setup-phase spans from pod status (`upstream-newer.md` §5.1).
+//! - [`setup_phases`]: setup-phase spans from pod status (`upstream-newer.md` §5.1);
+//! - [`pace`]: when a task's runner looks again (notification, 30 s poll, a lost Job, timed
+//!   conditions) and when it lists events.
 //!
 //! I/O parts (on the `kube` client):
 //! - [`startup`]: `GET /version`, the preflight Job (always deleted), `check` probes;
@@ -25,6 +27,7 @@ pub mod job;
 pub mod message;
 pub mod names;
 pub mod outcome;
+pub mod pace;
 pub mod pod_logs;
 pub mod preflight;
 pub mod rbac;

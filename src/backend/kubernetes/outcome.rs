@@ -7,7 +7,9 @@
 //! [`Verdict`] other than `Running` is the task's outcome.
 //!
 //! Where this does better than the Go worker (each noted in the README's differences):
-//! - `FailedMount` is tolerated for `volume_mount_timeout` (one transient event failed a task);
+//! - `FailedMount` is tolerated for `volume_mount_timeout` (one transient event failed a task),
+//!   and forgotten once the pod shows its volumes mounted (sandbox created, image pulling, a
+//!   container started) even while it stays Pending;
 //! - a Job that ran past `activeDeadlineSeconds` reports `active_deadline` (with the exit code)
 //!   instead of the `container_exit` 143 its killed pod shows;
 //! - a pod with a `DisruptionTarget` condition (preemption, API eviction, taint or node-shutdown
@@ -23,7 +25,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use super::details::{
-    Builder, ContainerKind, FailureDetails, Source, event_first, event_message, event_subject,
+    Builder, ContainerKind, FailureDetails, Source, event_first, event_last, event_message,
+    event_subject,
 };
 use super::message::{self, Kind, int, text};
 use super::sidecars::COPY_FAILED_MARKER;
@@ -67,14 +70,28 @@ pub struct Observation<'a> {
 
 /// When the runner first saw a tolerated condition (unschedulable pod, mount failure, pod
 /// creation failure), so that a condition without a usable server timestamp still times out.
+///
+/// Only the conditions met in the latest classification are kept: one that cleared (the pod
+/// got scheduled, its volumes mounted) is forgotten, so a non-empty `FirstSeen` means that a
+/// verdict may change with the clock alone and the runner must look again without news.
 #[derive(Debug, Default, Clone)]
 pub struct FirstSeen {
     seen: HashMap<String, SystemTime>,
+    /// Keys met in the current classification.
+    live: Vec<String>,
 }
 
 impl FirstSeen {
     fn since(&mut self, key: String, now: SystemTime) -> SystemTime {
-        *self.seen.entry(key).or_insert(now)
+        let at = *self.seen.entry(key.clone()).or_insert(now);
+        self.live.push(key);
+        at
+    }
+
+    /// Forgets the conditions the classification that just ended did not meet.
+    fn settle(&mut self) {
+        let live = std::mem::take(&mut self.live);
+        self.seen.retain(|k, _| live.contains(k));
     }
 
     /// How many conditions are being timed (for tests and debugging).
@@ -138,13 +155,16 @@ fn deadline_reached(job: &Value, now: SystemTime) -> bool {
 
 /// Decides the task's outcome from what was observed.
 pub fn classify(ctx: &Context<'_>, obs: &Observation<'_>, first: &mut FirstSeen) -> Verdict {
-    let mut c = Classifier {
+    first.live.clear();
+    let verdict = Classifier {
         ctx,
         obs,
-        first,
+        first: &mut *first,
         deadline: false,
-    };
-    c.run()
+    }
+    .run();
+    first.settle();
+    verdict
 }
 
 /// The verdict when the task's Job disappeared before finishing (a `DELETED` watch event or a
@@ -436,10 +456,11 @@ impl Classifier<'_, '_> {
         None
     }
 
-    /// `FailedMount` (or `MountVolume.SetUp failed`) events that lasted `volume_mount_timeout`.
+    /// `FailedMount` (or `MountVolume.SetUp failed`) events that lasted `volume_mount_timeout`,
+    /// unless the pod has mounted its volumes since.
     fn mount_failure<'v>(&mut self, pod: &'v Value) -> Option<Found<'v>> {
         let limit = self.ctx.volume_mount_timeout?;
-        let (reason, msg, since) = {
+        let (reason, msg, since, latest) = {
             let mounts: Vec<&Value> = self
                 .events_of(pod)
                 .filter(|e| {
@@ -454,18 +475,59 @@ impl Classifier<'_, '_> {
                 .filter_map(|e| event_first(e).and_then(|t| time::parse(&t).map(|p| (p, t))))
                 .min()
                 .map(|(_, t)| t);
+            let latest = mounts
+                .iter()
+                .filter_map(|e| event_last(e).and_then(|t| time::parse(&t)))
+                .max();
             (
                 text(last, "/reason").to_owned(),
                 event_message(last).to_owned(),
                 earliest,
+                latest,
             )
         };
+        if self.mounted_since(pod, latest) {
+            return None;
+        }
         let key = format!("mount/{}", text(pod, "/metadata/uid"));
         if self.lasted(key, since.as_deref()) < limit {
             return None;
         }
         let message = message::volume(pod, self.ctx.namespace, &reason, &msg);
         Some(Found::new(FailureReason::VolumeMount, message, Some(pod)))
+    }
+
+    /// Whether the pod shows that its volumes are mounted now, after mount failures that last
+    /// happened at `failed_at`. The kubelet creates the pod's sandbox
+    /// (`PodReadyToStartContainers=True`), pulls images and starts containers only once every
+    /// volume is mounted: a mount that recovered is not failing still because its old events
+    /// remain while the pod pulls a large image (with a timeout of minutes, a slow attach
+    /// followed by a slow pull would otherwise fail a healthy task).
+    fn mounted_since(&self, pod: &Value, failed_at: Option<SystemTime>) -> bool {
+        if condition(pod, "PodReadyToStartContainers").is_some() {
+            return true;
+        }
+        let started = ["/status/initContainerStatuses", "/status/containerStatuses"]
+            .iter()
+            .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+            .flatten()
+            .any(|st| {
+                st.pointer("/state/running").is_some() || st.pointer("/state/terminated").is_some()
+            });
+        if started {
+            return true;
+        }
+        let Some(failed_at) = failed_at else {
+            return false;
+        };
+        self.events_of(pod).any(|e| {
+            matches!(
+                text(e, "/reason"),
+                "Pulling" | "Pulled" | "Created" | "Started"
+            ) && event_last(e)
+                .and_then(|t| time::parse(&t))
+                .is_some_and(|t| t >= failed_at)
+        })
     }
 
     /// A Job without pods whose controller reports `FailedCreate` (admission denied, quota).

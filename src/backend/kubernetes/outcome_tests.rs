@@ -179,6 +179,33 @@ fn unschedulable_respects_its_timeout() {
 }
 
 #[test]
+fn only_conditions_still_met_are_timed() {
+    // The runner re-judges a task on the clock while `FirstSeen` is not empty: it must empty
+    // once the condition clears, or every task that was once unschedulable would be re-judged
+    // every second until it ends.
+    let mut p = pod("Pending", json!([]), json!([]));
+    p["metadata"]["creationTimestamp"] = json!(stamp(0));
+    p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable", "message": "0/3 nodes are available"}]);
+    let mut r = Run::new().pod(p);
+    assert_eq!(r.now(), Verdict::Running);
+    assert_eq!(r.first.len(), 1, "an unschedulable pod is being timed");
+    r.pods = vec![pod("Running", json!([]), json!([running("task")]))];
+    assert_eq!(r.at(1), Verdict::Running);
+    assert!(r.first.is_empty(), "a scheduled pod is no longer timed");
+    // A mount failure is timed while its pod is Pending, and forgotten once the pod runs.
+    let mut r = Run::new().pod(pod("Pending", json!([]), json!([])));
+    r.events.push(mount_event(0));
+    assert_eq!(r.now(), Verdict::Running);
+    assert_eq!(r.first.len(), 1);
+    assert_eq!(r.at(1), Verdict::Running);
+    assert_eq!(r.first.len(), 1, "still failing to mount: still timed");
+    r.pods = vec![pod("Running", json!([]), json!([running("task")]))];
+    assert_eq!(r.at(2), Verdict::Running);
+    assert!(r.first.is_empty());
+}
+
+#[test]
 fn container_exit_carries_diagnostics() {
     let p = pod(
         "Failed",
@@ -404,6 +431,59 @@ fn failed_mount_is_tolerated_for_volume_mount_timeout() {
     other["involvedObject"]["uid"] = json!("other-pod");
     r.events.push(other);
     assert_eq!(r.now(), Verdict::Running);
+}
+
+#[test]
+fn a_mount_that_recovered_is_not_held_against_a_pod_still_pending() {
+    // Mount failures long past the timeout, then signs the volumes are mounted now.
+    let long_ago = |r: &mut Run| r.events.push(mount_event(-500));
+    // The sandbox exists: the kubelet only creates it after every volume is mounted.
+    let mut p = pod(
+        "Pending",
+        json!([]),
+        json!([waiting("task", "ContainerCreating")]),
+    );
+    p["status"]["conditions"] = json!([{"type": "PodReadyToStartContainers", "status": "True"}]);
+    let mut r = Run::new().pod(p);
+    long_ago(&mut r);
+    assert_eq!(r.now(), Verdict::Running);
+    // An init container ran.
+    let mut r = Run::new().pod(pod(
+        "Pending",
+        json!([exited("copy-sidecar-0", 0)]),
+        json!([waiting("task", "ContainerCreating")]),
+    ));
+    long_ago(&mut r);
+    assert_eq!(r.now(), Verdict::Running);
+    // The kubelet pulls the image after the last failure.
+    let pending = || {
+        pod(
+            "Pending",
+            json!([]),
+            json!([waiting("task", "ContainerCreating")]),
+        )
+    };
+    let pulling = |secs: i64| {
+        json!({"type": "Normal", "reason": "Pulling", "involvedObject": {"uid": "pod-uid"},
+               "message": "Pulling image \"agent:1\"", "firstTimestamp": stamp(secs),
+               "lastTimestamp": stamp(secs), "count": 1})
+    };
+    let mut r = Run::new().pod(pending());
+    long_ago(&mut r);
+    r.events.push(pulling(-400));
+    assert_eq!(r.now(), Verdict::Running);
+    // A pull before the mount kept failing says nothing about now (the condition is unset
+    // and no container started): still a mount failure.
+    let mut r = Run::new().pod(pending());
+    r.events.push(pulling(-600));
+    long_ago(&mut r);
+    assert_eq!(failed(r.now()).failure.reason, FailureReason::VolumeMount);
+    // PodReadyToStartContainers=False is no sign either.
+    let mut p = pending();
+    p["status"]["conditions"] = json!([{"type": "PodReadyToStartContainers", "status": "False"}]);
+    let mut r = Run::new().pod(p);
+    long_ago(&mut r);
+    assert_eq!(failed(r.now()).failure.reason, FailureReason::VolumeMount);
 }
 
 #[test]

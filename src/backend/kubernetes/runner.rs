@@ -1,5 +1,6 @@
-//! One task: create its Job, follow it through the shared watches (and a 30 s safety poll),
-//! classify, clean up, and cancel by deleting the Job after checking whose it is.
+//! One task: create its Job, follow it through the shared watches (and a 30 s safety poll, at
+//! the cadence `pace` decides), classify, clean up, and cancel by deleting the Job after
+//! checking whose it is.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,6 +13,7 @@ use super::job;
 use super::message::{self, text};
 use super::names::{self, Identity};
 use super::outcome::{self, Context, FirstSeen, Observation, Verdict};
+use super::pace::{Look, Pace};
 use super::reporter::Reporter;
 use super::watch::Resource;
 use crate::backend::{BackendKind, Completion, Failure, FailureReason, TaskRef};
@@ -20,14 +22,8 @@ use crate::kube::query_escape;
 use crate::reporting::{SetupPhase, TaskReport};
 use crate::task::TaskSpec;
 
-/// The safety-net poll (the seed's 30 s): a completion is never missed even when watches are
-/// cut and history compacted at the same moment.
-pub const SAFETY_POLL: Duration = Duration::from_secs(30);
 /// How often a waiting task looks at its cancel token between watch notifications.
 const CANCEL_CHECK: Duration = Duration::from_millis(200);
-/// Events are listed at most this often per task, and only while a pod is Pending or Failed
-/// (or no pod exists yet).
-const EVENTS_EVERY: Duration = Duration::from_secs(5);
 
 fn outcome_word(ending: Ending) -> &'static str {
     match ending {
@@ -44,6 +40,21 @@ fn job_failed(job: &Value) -> bool {
         .into_iter()
         .flatten()
         .any(|c| text(c, "/type") == "Failed" && text(c, "/status") == "True")
+}
+
+/// The UIDs whose events explain a pending task: its pods, or the Job while it has none
+/// (`FailedCreate`).
+fn event_subjects(job: Option<&Value>, pods: &[Value]) -> Vec<String> {
+    let mut uids: Vec<&str> = pods.iter().map(|p| text(p, "/metadata/uid")).collect();
+    if pods.is_empty()
+        && let Some(j) = job
+    {
+        uids.push(text(j, "/metadata/uid"));
+    }
+    uids.into_iter()
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 pub fn jobs_path(ns: &str) -> String {
@@ -203,9 +214,8 @@ impl KubernetesBackend {
             volume_mount_timeout: k.volume_mount_timeout,
         };
         let mut first = FirstSeen::default();
-        let mut next_poll = Instant::now() + SAFETY_POLL;
+        let mut pace = Pace::new(Instant::now());
         let mut events: Vec<Value> = Vec::new();
-        let mut events_at: Option<Instant> = None;
         loop {
             let woke = rx.recv_timeout(CANCEL_CHECK).is_ok();
             if cancel.is_cancelled() {
@@ -218,35 +228,52 @@ impl KubernetesBackend {
                 // follows closed before the daemon's final join. The Job keeps running.
                 return Err(Failure::cancelled());
             }
-            let poll = Instant::now() >= next_poll;
-            if !woke && !poll {
-                continue;
-            }
-            let (job, pods, source) = if poll {
-                next_poll = Instant::now() + SAFETY_POLL;
-                match self.poll(name, hash) {
+            let look = pace.look(
+                Instant::now(),
+                woke,
+                !first.is_empty(),
+                self.hub.has_job(name),
+            );
+            let (job, pods, source) = match look {
+                Look::Skip => continue,
+                Look::Poll => match self.poll(name, hash) {
                     Ok((job, pods)) => (job, pods, Source::SafetyPoll),
                     Err(f) => return Err(f),
+                },
+                Look::Cache => {
+                    let job = self.hub.job(name);
+                    // A failed Job is judged by its pods (reference §5.4); the pod watch may
+                    // lag the Job watch, so list them fresh rather than trust the cache.
+                    let pods = if job.as_ref().is_some_and(job_failed) {
+                        self.list_pods(name, hash)?
+                    } else {
+                        self.hub.pods(hash)
+                    };
+                    (job, pods, Source::JobWatch)
                 }
-            } else {
-                let job = self.hub.job(name);
-                // A failed Job is judged by its pods (reference §5.4); the pod watch may lag the
-                // Job watch, so list them fresh rather than trust the cache.
-                let pods = if job.as_ref().is_some_and(job_failed) {
-                    self.list_pods(name, hash)?
-                } else {
-                    self.hub.pods(hash)
-                };
-                (job, pods, Source::JobWatch)
             };
+            if job.is_some() {
+                pace.saw_job();
+            } else if source == Source::SafetyPoll {
+                // The GET said 404: the Job was deleted after we created it. A cancellation
+                // deletes it only after firing the token, so a cancelled task is seen as such.
+                if cancel.is_cancelled() {
+                    return Err(Failure::cancelled());
+                }
+                if let Verdict::Failed(f) = outcome::job_vanished(&ctx, source, SystemTime::now()) {
+                    log::warn!(job = name; "{}", f.failure.message);
+                    let details = serde_json::to_string(&f.details).ok();
+                    return Err(f.failure.with_details(details));
+                }
+            }
             reporter.observe(&pods, cancel.is_cancelled());
             let pending = pods.is_empty()
                 || pods
                     .iter()
                     .any(|p| matches!(text(p, "/status/phase"), "Pending" | "Failed" | ""));
-            if pending && events_at.is_none_or(|t| t.elapsed() >= EVENTS_EVERY) {
-                events_at = Some(Instant::now());
-                events = self.events(job.as_ref(), &pods);
+            let subjects = event_subjects(job.as_ref(), &pods);
+            if pace.list_events(Instant::now(), pending, pods.is_empty(), &subjects, woke) {
+                events = self.events(&subjects);
             }
             let obs = Observation {
                 job: job.as_ref(),
@@ -333,17 +360,11 @@ impl KubernetesBackend {
         Ok(pods)
     }
 
-    /// Events about the pods (and the Job, for FailedCreate). Errors are logged, not fatal.
-    fn events(&self, job: Option<&Value>, pods: &[Value]) -> Vec<Value> {
+    /// Events about these objects (see [`event_subjects`]). Errors are logged, not fatal.
+    fn events(&self, uids: &[String]) -> Vec<Value> {
         let ns = &self.settings.namespace;
-        let mut uids: Vec<&str> = pods.iter().map(|p| text(p, "/metadata/uid")).collect();
-        if pods.is_empty()
-            && let Some(j) = job
-        {
-            uids.push(text(j, "/metadata/uid"));
-        }
         let mut out = Vec::new();
-        for uid in uids.into_iter().filter(|u| !u.is_empty()) {
+        for uid in uids {
             let target = format!(
                 "/api/v1/namespaces/{ns}/events?fieldSelector={}",
                 query_escape(&format!("involvedObject.uid={uid}"))

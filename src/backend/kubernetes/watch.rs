@@ -170,6 +170,15 @@ impl Hub {
             .cloned()
     }
 
+    /// Whether the cache holds this Job (without copying it).
+    pub fn has_job(&self, name: &str) -> bool {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .jobs
+            .contains_key(name)
+    }
+
     /// Every cached Job (re-attach walks them).
     pub fn jobs(&self) -> Vec<Value> {
         self.cache

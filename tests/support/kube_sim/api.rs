@@ -174,10 +174,23 @@ fn authenticated(st: &State, req: &Request, client_cert: bool) -> bool {
     }
 }
 
+/// A stored (core) event as `events.k8s.io/v1` shows it, field for field as the API server's
+/// conversion: a legacy recorder's event keeps a null `eventTime` and its series in the
+/// `deprecated*` fields.
 fn to_events_v1(ev: &Value) -> Value {
-    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": ev["metadata"],
+    let mut v = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": ev["metadata"],
            "regarding": ev["involvedObject"], "reason": ev["reason"], "note": ev["message"],
-           "type": ev["type"], "eventTime": ev["firstTimestamp"]})
+           "type": ev["type"], "eventTime": ev["eventTime"], "action": ev["action"],
+           "reportingController": ev["reportingComponent"],
+           "reportingInstance": ev["reportingInstance"],
+           "deprecatedSource": ev["source"], "deprecatedCount": ev["count"],
+           "deprecatedFirstTimestamp": ev["firstTimestamp"],
+           "deprecatedLastTimestamp": ev["lastTimestamp"]});
+    // Go's `omitempty`: absent strings and counts are left out; time structs stay as null.
+    if let Some(map) = v.as_object_mut() {
+        map.retain(|k, x| !x.is_null() || k.contains("Timestamp") || k == "eventTime");
+    }
+    v
 }
 
 fn handle(conn: &mut Conn, req: &Request, client_cert: bool, shared: &Arc<Shared>) -> Outcome {

@@ -18,8 +18,14 @@ pub enum Step {
     Unschedulable(Duration),
     /// The task container waits with this reason (`ImagePullBackOff`, `ErrImagePull`, ...).
     Waiting(String, Duration),
-    /// A Warning `FailedMount` event, pod Pending.
+    /// The kubelet cannot mount a volume: the pod stays Pending (its containers waiting in
+    /// `ContainerCreating`) while a Warning `FailedMount` event repeats, its `count` and
+    /// `lastTimestamp` bumped every second as the kubelet's event correlator does.
     FailedMount(Duration),
+    /// The volumes are mounted (the sandbox exists: `PodReadyToStartContainers=True`) and the
+    /// kubelet pulls the task image: containers waiting in `ContainerCreating`, a Normal
+    /// `Pulling` event.
+    Pulling(Duration),
     /// Running (`Duration::MAX` = until deleted).
     Running(Duration),
     /// The task container exits with this code (0 = success), with an optional reason
@@ -29,8 +35,12 @@ pub enum Step {
         reason: Option<String>,
         sidecar_143: bool,
     },
-    /// Evicted by the kubelet.
+    /// Evicted by the kubelet under node pressure: phase Failed, reason Evicted, a
+    /// `DisruptionTarget` condition, the task container killed (137) and an `Evicted` event.
     Evicted,
+    /// The task container is killed by this signal: `exitCode` 128+signal with the runtime's
+    /// `signal` field set.
+    Killed(i32),
 }
 
 impl Step {
@@ -40,6 +50,7 @@ impl Step {
             | Step::Unschedulable(d)
             | Step::Waiting(_, d)
             | Step::FailedMount(d)
+            | Step::Pulling(d)
             | Step::Running(d) => *d,
             _ => Duration::ZERO,
         }
@@ -77,27 +88,85 @@ fn container_names(job: &Value) -> (Vec<String>, Vec<(String, bool)>) {
     (containers, inits)
 }
 
-fn event(store: &mut Store, ns: &str, regarding: &Value, kind: &str, reason: &str, message: &str) {
-    let name = format!(
+fn event_name(regarding: &Value, store: &Store) -> String {
+    format!(
         "{}.{:x}",
         regarding["metadata"]["name"].as_str().unwrap_or("x"),
         store.rv + 1
-    );
-    let ev = json!({
+    )
+}
+
+fn involved(ns: &str, regarding: &Value, kind: &str) -> Value {
+    json!({
+        "kind": kind,
+        "namespace": ns,
+        "name": regarding["metadata"]["name"],
+        "uid": regarding["metadata"]["uid"],
+        "apiVersion": if kind == "Job" { "batch/v1" } else { "v1" },
+        "resourceVersion": regarding["metadata"]["resourceVersion"],
+    })
+}
+
+/// An event as the legacy (core `v1`) recorders write it: the kubelet and the Job
+/// controller. `eventTime` is null; `count` and the two timestamps carry the series.
+fn event(
+    store: &mut Store,
+    ns: &str,
+    regarding: &Value,
+    kind: &str,
+    (severity, reason): (&str, &str),
+    message: &str,
+) {
+    let name = event_name(regarding, store);
+    let component = if kind == "Job" {
+        "job-controller"
+    } else {
+        "kubelet"
+    };
+    let mut ev = json!({
         "metadata": {"name": name},
-        "involvedObject": {
-            "kind": kind,
-            "namespace": ns,
-            "name": regarding["metadata"]["name"],
-            "uid": regarding["metadata"]["uid"],
-        },
+        "involvedObject": involved(ns, regarding, kind),
         "reason": reason,
         "message": message,
-        "type": "Warning",
+        "type": severity,
         "count": 1,
         "firstTimestamp": now_rfc3339(),
         "lastTimestamp": now_rfc3339(),
-        "source": {"component": "kube-sim"},
+        "eventTime": null,
+        "reportingComponent": component,
+        "source": if kind == "Job" { json!({"component": component}) }
+                  else { json!({"component": component, "host": "sim-node-1"}) },
+    });
+    if kind != "Job" {
+        ev["reportingInstance"] = json!("sim-node-1");
+    }
+    store.create(Kind::Event, ns, ev);
+}
+
+/// A Warning event as the `events.k8s.io/v1` recorders write it (the scheduler): read through
+/// the core API it has `eventTime` (microseconds) and no `firstTimestamp`, `lastTimestamp`
+/// or `count`.
+fn new_style_event(
+    store: &mut Store,
+    ns: &str,
+    regarding: &Value,
+    reason: &str,
+    action: &str,
+    message: &str,
+) {
+    let ev = json!({
+        "metadata": {"name": event_name(regarding, store)},
+        "involvedObject": involved(ns, regarding, "Pod"),
+        "reason": reason,
+        "message": message,
+        "type": "Warning",
+        "firstTimestamp": null,
+        "lastTimestamp": null,
+        "eventTime": now_rfc3339().replace('Z', ".000000Z"),
+        "action": action,
+        "reportingComponent": "default-scheduler",
+        "reportingInstance": "default-scheduler-sim",
+        "source": {},
     });
     store.create(Kind::Event, ns, ev);
 }
@@ -122,7 +191,14 @@ impl Run {
             return;
         };
         if let Some(Step::FailedCreate(msg)) = self.steps.first() {
-            event(store, &self.namespace, &job, "Job", "FailedCreate", msg);
+            event(
+                store,
+                &self.namespace,
+                &job,
+                "Job",
+                ("Warning", "FailedCreate"),
+                msg,
+            );
             self.done = true;
             return;
         }
@@ -173,11 +249,42 @@ impl Run {
             return;
         }
         let step = &self.steps[self.index.min(self.steps.len() - 1)];
+        if matches!(step, Step::FailedMount(_)) {
+            self.repeat_mount_event(store);
+        }
+        let step = &self.steps[self.index.min(self.steps.len() - 1)];
         if self.since.elapsed() >= step.duration() && self.index + 1 < self.steps.len() {
             self.index += 1;
             self.since = Instant::now();
             self.apply(store);
         }
+    }
+
+    /// The kubelet retries the mount and its event correlator folds each failure into the
+    /// first event: `count` + 1 and a new `lastTimestamp` (once a second here).
+    fn repeat_mount_event(&self, store: &mut Store) {
+        let Some(uid) = self
+            .pod
+            .as_ref()
+            .and_then(|p| store.get(Kind::Pod, &self.namespace, p))
+            .map(|p| p["metadata"]["uid"].clone())
+        else {
+            return;
+        };
+        let wanted = 1 + self.since.elapsed().as_secs();
+        let Some(name) = store
+            .list(Kind::Event, &self.namespace)
+            .into_iter()
+            .find(|e| e["involvedObject"]["uid"] == uid && e["reason"] == "FailedMount")
+            .filter(|e| e["count"].as_u64().unwrap_or(0) < wanted)
+            .and_then(|e| e["metadata"]["name"].as_str().map(str::to_owned))
+        else {
+            return;
+        };
+        store.update(Kind::Event, &self.namespace, &name, |e| {
+            e["count"] = json!(wanted);
+            e["lastTimestamp"] = json!(now_rfc3339());
+        });
     }
 
     fn set_pod(
@@ -219,19 +326,49 @@ impl Run {
             Step::Pending(_) => self.set_pod(store, |p, _| {
                 p["status"]["conditions"] = json!([scheduled(p)]);
             }),
-            Step::Unschedulable(_) => self.set_pod(store, |p, _| {
-                p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
-                    "reason": "Unschedulable",
-                    "message": "0/3 nodes are available: 3 Insufficient cpu."}]);
-            }),
+            // The scheduler's condition (no node fits) and its FailedScheduling event, which
+            // it records through events.k8s.io/v1.
+            Step::Unschedulable(_) => {
+                const WHY: &str = "0/3 nodes are available: 3 Insufficient cpu. preemption: \
+                    0/3 nodes are available: 3 No preemption victims found for incoming pod.";
+                self.set_pod(store, |p, _| {
+                    p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
+                        "lastProbeTime": null, "lastTransitionTime": now_rfc3339(),
+                        "reason": "Unschedulable", "message": WHY}]);
+                });
+                if let Some(pod) = self.pod.clone().and_then(|p| store.get(Kind::Pod, &ns, &p).cloned()) {
+                    new_style_event(store, &ns, &pod, "FailedScheduling", "Scheduling", WHY);
+                }
+            }
             Step::Waiting(reason, _) => self.set_pod(store, |p, (c, _)| {
                 let w = json!({"waiting": {"reason": reason, "message": format!("simulated {reason}")}});
                 p["status"]["containerStatuses"] = Self::statuses(c, w.clone(), w);
             }),
             Step::FailedMount(_) => {
+                self.set_pod(store, |p, (c, _)| {
+                    p["status"]["conditions"] = json!([scheduled(p),
+                        {"type": "PodReadyToStartContainers", "status": "False"},
+                        {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}]);
+                    let w = json!({"waiting": {"reason": "ContainerCreating"}});
+                    p["status"]["containerStatuses"] = Self::statuses(c, w.clone(), w);
+                });
                 if let Some(pod) = self.pod.clone().and_then(|p| store.get(Kind::Pod, &ns, &p).cloned()) {
-                    event(store, &ns, &pod, "Pod", "FailedMount",
-                        "MountVolume.SetUp failed for volume \"sidecar-0-image\": simulated");
+                    event(store, &ns, &pod, "Pod", ("Warning", "FailedMount"),
+                        "MountVolume.SetUp failed for volume \"config\" : configmap \"task-config\" not found");
+                }
+            }
+            Step::Pulling(_) => {
+                self.set_pod(store, |p, (c, _)| {
+                    p["status"]["conditions"] = json!([scheduled(p),
+                        {"type": "PodReadyToStartContainers", "status": "True",
+                         "lastTransitionTime": now_rfc3339()},
+                        {"type": "Initialized", "status": "True"},
+                        {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}]);
+                    let w = json!({"waiting": {"reason": "ContainerCreating"}});
+                    p["status"]["containerStatuses"] = Self::statuses(c, w.clone(), w);
+                });
+                if let Some(pod) = self.pod.clone().and_then(|p| store.get(Kind::Pod, &ns, &p).cloned()) {
+                    event(store, &ns, &pod, "Pod", ("Normal", "Pulling"), "Pulling image \"sim\"");
                 }
             }
             Step::Running(_) => self.set_pod(store, |p, (c, inits)| {
@@ -262,22 +399,61 @@ impl Run {
                 self.finish_job(store, code == 0, None);
             }
             Step::Evicted => {
-                self.set_pod(store, |p, _| {
+                const WHY: &str = "The node was low on resource: memory. Threshold quantity: \
+                    100Mi, available: 88Mi. Container task was using 1268Mi, request is 0, has \
+                    larger consumption of memory.";
+                self.set_pod(store, |p, (c, _)| {
                     p["status"]["phase"] = json!("Failed");
                     p["status"]["reason"] = json!("Evicted");
-                    p["status"]["message"] = json!("The node was low on resource: memory.");
+                    p["status"]["message"] = json!(WHY);
+                    p["status"]["conditions"] = json!([scheduled(p),
+                        {"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+                         "message": WHY, "lastTransitionTime": now_rfc3339()},
+                        {"type": "Ready", "status": "False", "reason": "PodFailed"}]);
+                    let killed = json!({"terminated": {"exitCode": 137, "reason": "Error",
+                        "startedAt": now_rfc3339(), "finishedAt": now_rfc3339()}});
+                    p["status"]["containerStatuses"] = Self::statuses(c, killed.clone(), killed);
+                });
+                if let Some(pod) = self.pod.clone().and_then(|p| store.get(Kind::Pod, &ns, &p).cloned()) {
+                    event(store, &ns, &pod, "Pod", ("Warning", "Evicted"), WHY);
+                }
+                self.finish_job(store, false, None);
+            }
+            Step::Killed(signal) => {
+                self.set_pod(store, |p, (c, _)| {
+                    p["status"]["phase"] = json!("Failed");
+                    let t = json!({"terminated": {"exitCode": 128 + signal, "signal": signal,
+                        "reason": "Error", "startedAt": now_rfc3339(), "finishedAt": now_rfc3339()}});
+                    let ok = json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
+                    p["status"]["containerStatuses"] = Self::statuses(c, t, ok);
                 });
                 self.finish_job(store, false, None);
             }
         }
     }
 
+    /// The Job controller's answer to `activeDeadlineSeconds`: it deletes the active pod (a
+    /// `deletionTimestamp`; its containers end with SIGTERM, 143), records a
+    /// `DeadlineExceeded` event and fails the Job with that reason.
     fn finish_deadline(&mut self, store: &mut Store) {
         self.set_pod(store, |p, (c, _)| {
             p["status"]["phase"] = json!("Failed");
+            p["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            p["metadata"]["deletionGracePeriodSeconds"] = json!(30);
             let t = json!({"terminated": {"exitCode": 143, "reason": "Error"}});
             p["status"]["containerStatuses"] = Self::statuses(c, t.clone(), t);
         });
+        if let Some(job) = store.get(Kind::Job, &self.namespace, &self.job).cloned() {
+            let ns = self.namespace.clone();
+            event(
+                store,
+                &ns,
+                &job,
+                "Job",
+                ("Warning", "DeadlineExceeded"),
+                "Job was active longer than specified deadline",
+            );
+        }
         self.finish_job(
             store,
             false,

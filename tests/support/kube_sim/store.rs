@@ -54,6 +54,10 @@ pub struct Store {
     pub history: Vec<Change>,
     /// Watches asking to resume from a resourceVersion below this get 410 Expired.
     pub compacted_below: u64,
+    /// Changes are applied but not recorded for watches: open watch streams stay up and go
+    /// silent (bookmarks still advance), as behind a stalled watch cache or a half-dead
+    /// connection. Reads (GET, LIST) still see every change.
+    pub silent: bool,
     next_uid: u64,
 }
 
@@ -64,6 +68,9 @@ impl Store {
     }
 
     fn record(&mut self, kind: Kind, ns: &str, change: &'static str, object: Value) {
+        if self.silent {
+            return;
+        }
         self.history.push(Change {
             rv: self.rv,
             kind,
