@@ -99,8 +99,9 @@ impl Logger {
 
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        // Third-party crates stop at DEBUG: tungstenite's and rustls's TRACE output dumps raw
-        // frames and handshakes, which redaction is not the right tool for.
+        // Third-party crates stop at DEBUG: tungstenite's TRACE output dumps raw frames, which
+        // redaction is not the right tool for. (rustls is built without `logging` and says
+        // nothing; its errors reach us as values.)
         metadata.level() <= self.level
             && (metadata.level() < Level::Trace || is_own_target(metadata.target()))
     }

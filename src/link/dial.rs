@@ -8,24 +8,25 @@
 //! middle of a dial stops it within a slice instead of after the whole timeout.
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::ClientConfig;
-use tungstenite::handshake::client::{Request, generate_key};
-use tungstenite::http::HeaderValue;
-use tungstenite::{HandshakeError, WebSocket};
+use tungstenite::WebSocket;
+use tungstenite::protocol::Role;
 
 use super::backoff::parse_retry_after;
 use super::fmt_duration;
 use super::transport::{Transport, ws_config};
 use super::url::{Host, WsUrl};
 use super::wake::StopAt;
+use crate::http::codec::{self, RequestBody, ResponseHead};
 use crate::http::proxy::Proxy;
 use crate::http::transport::{self as http_transport, Address, Endpoint, SLICE};
 use crate::http::{HttpError, Phase};
+use crate::settings::Secret;
 
 /// Why one dial failed. The text never holds a secret.
 #[derive(Debug)]
@@ -156,13 +157,13 @@ impl Budget<'_> {
     }
 }
 
-/// Headers sent on every dial, validated once.
+/// Headers sent on every dial, validated once (no control characters).
 #[derive(Debug, Clone)]
 pub(crate) struct Headers {
-    /// `Bearer <key>`, marked sensitive.
-    pub authorization: HeaderValue,
-    pub version: Option<HeaderValue>,
-    pub user_agent: HeaderValue,
+    /// `Bearer <key>`: its `Debug` never shows it.
+    pub authorization: Secret,
+    pub version: Option<String>,
+    pub user_agent: String,
 }
 
 /// Everything a dial needs; built once by `Link::spawn`.
@@ -211,13 +212,7 @@ impl Dialer {
             port: self.url.port,
         })
         .with_proxy(self.proxy.clone());
-        endpoint.user_agent = Some(
-            self.headers
-                .user_agent
-                .to_str()
-                .unwrap_or("oz-agent-worker")
-                .to_owned(),
-        );
+        endpoint.user_agent = Some(self.headers.user_agent.clone());
         if self.url.secure
             && let Some(cfg) = &self.tls
         {
@@ -294,81 +289,174 @@ impl Dialer {
         }
     }
 
-    fn request(&self) -> Result<Request, DialError> {
-        let scheme = if self.url.secure { "wss" } else { "ws" };
-        let uri = format!(
-            "{scheme}://{}{}",
-            self.url.host_header(),
-            self.url.request_target()
-        );
+    /// The upgrade request (RFC 6455 §4.1) with the worker's headers.
+    fn request(&self, key: &str) -> Result<Vec<u8>, DialError> {
         let h = &self.headers;
-        let mut b = Request::builder()
-            .method("GET")
-            .uri(uri)
-            .header("Host", self.url.host_header())
-            .header("Connection", "Upgrade")
-            .header("Upgrade", "websocket")
-            .header("Sec-WebSocket-Version", "13")
-            .header("Sec-WebSocket-Key", generate_key())
-            .header("Authorization", h.authorization.clone())
-            .header(
+        let mut headers = vec![
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", key),
+            ("Authorization", h.authorization.expose()),
+            (
                 crate::protocol::CAPABILITIES_HEADER,
                 crate::protocol::CAPABILITIES,
-            )
-            .header("User-Agent", h.user_agent.clone());
+            ),
+            ("User-Agent", h.user_agent.as_str()),
+        ];
         if let Some(v) = &h.version {
-            b = b.header(crate::protocol::VERSION_HEADER, v.clone());
+            headers.push((crate::protocol::VERSION_HEADER, v));
         }
-        // The http crate's error text never includes header values.
-        b.body(()).map_err(|e| DialError::Handshake {
+        let mut out = Vec::new();
+        // The codec's error names the part (never its value).
+        codec::write_request_head(
+            &mut out,
+            "GET",
+            &self.url.request_target(),
+            &self.url.host_header(),
+            &headers,
+            RequestBody::None,
+        )
+        .map_err(|e| DialError::Handshake {
             error: format!("cannot build the request: {e}"),
-        })
+        })?;
+        Ok(out)
     }
 
-    fn ws_handshake(&self, transport: Transport) -> Result<WebSocket<Transport>, DialError> {
+    /// The WebSocket opening handshake, written here rather than by tungstenite's `handshake`
+    /// feature: that feature's `http` crate cost ~60 KB of the static binary. Every blocking
+    /// read and write waits at most one slice of the budget.
+    fn ws_handshake(&self, mut transport: Transport) -> Result<WebSocket<Transport>, DialError> {
         let budget = self.budget("WebSocket handshake with", self.url.host_header());
-        budget.arm(transport.tcp())?;
-        let mut attempt =
-            tungstenite::client::client_with_config(self.request()?, transport, Some(ws_config()));
-        loop {
-            match attempt {
-                Ok((ws, _response)) => return Ok(ws),
-                // A slice ended mid-handshake (EAGAIN): resume while the budget lasts.
-                Err(HandshakeError::Interrupted(mid)) => {
-                    budget.arm(mid.get_ref().get_ref().tcp())?;
-                    attempt = mid.handshake();
-                }
-                Err(HandshakeError::Failure(e)) => return Err(handshake_failure(e)),
+        let key = websocket_key()?;
+        let request = self.request(&key)?;
+        let mut sent = 0;
+        while sent < request.len() {
+            budget.arm(transport.tcp())?;
+            match transport.write(&request[sent..]) {
+                Ok(0) => return Err(closed()),
+                Ok(n) => sent += n,
+                Err(e) if is_retry(&e) => {}
+                Err(e) => return Err(io_failure(&e)),
             }
         }
+        loop {
+            budget.arm(transport.tcp())?;
+            match transport.flush() {
+                Ok(()) => break,
+                Err(e) if is_retry(&e) => {}
+                Err(e) => return Err(io_failure(&e)),
+            }
+        }
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let (used, head) = loop {
+            let parsed = codec::parse_response_head(&buf, codec::MAX_HEAD).map_err(|e| {
+                DialError::Handshake {
+                    error: e.to_string(),
+                }
+            })?;
+            if let Some(done) = parsed {
+                break done;
+            }
+            budget.arm(transport.tcp())?;
+            match transport.read(&mut chunk) {
+                Ok(0) => return Err(closed()),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if is_retry(&e) => {}
+                Err(e) => return Err(io_failure(&e)),
+            }
+        };
+        check_upgrade(&head, &key)?;
+        // Frames the server sent right behind its response (same segment) stay with the socket.
+        buf.drain(..used);
+        Ok(WebSocket::from_partially_read(
+            transport,
+            buf,
+            Role::Client,
+            Some(ws_config()),
+        ))
     }
 }
 
-fn handshake_failure(e: tungstenite::Error) -> DialError {
-    match e {
-        tungstenite::Error::Http(resp) => {
-            let status = resp.status().as_u16();
-            match status {
-                401 | 403 => DialError::Rejected { status },
-                429 | 503 => DialError::Status {
-                    status,
-                    retry_after: resp
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after),
-                },
-                _ => DialError::Status {
-                    status,
-                    retry_after: None,
-                },
-            }
+/// A slice ended (socket timeout) or a signal interrupted the call: retry while the budget lasts.
+fn is_retry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+fn io_failure(e: &io::Error) -> DialError {
+    DialError::Handshake {
+        error: e.to_string(),
+    }
+}
+
+fn closed() -> DialError {
+    DialError::Handshake {
+        error: "the server closed the connection during the handshake".into(),
+    }
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes in base64 (RFC 6455 §4.1).
+fn websocket_key() -> Result<String, DialError> {
+    let mut nonce = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).map_err(|_| {
+        DialError::Handshake {
+            error: "cannot generate the WebSocket key".into(),
         }
-        tungstenite::Error::Io(e) => DialError::Handshake {
-            error: e.to_string(),
+    })?;
+    Ok(crate::base64::encode(&nonce))
+}
+
+/// The `Sec-WebSocket-Accept` value the server must answer `key` with (RFC 6455 §4.2.2).
+fn accept_key(key: &str) -> String {
+    const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key.as_bytes());
+    ctx.update(GUID.as_bytes());
+    crate::base64::encode(ctx.finish().as_ref())
+}
+
+/// Checks the server's answer to the upgrade request, as a client must (RFC 6455 §4.1): a
+/// refusal by status, then the upgrade headers and the accept key.
+fn check_upgrade(head: &ResponseHead, key: &str) -> Result<(), DialError> {
+    if head.status != 101 {
+        return Err(refused(head));
+    }
+    let has = |name: &str, token: &str| {
+        head.header(name)
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    let problem = if !has("Upgrade", "websocket") {
+        "no \"Upgrade: websocket\" in the server's reply"
+    } else if !has("Connection", "upgrade") {
+        "no \"Connection: upgrade\" in the server's reply"
+    } else if head.header("Sec-WebSocket-Accept") != Some(accept_key(key).as_str()) {
+        "the server's Sec-WebSocket-Accept does not match the key"
+    } else if head.header("Sec-WebSocket-Protocol").is_some() {
+        "the server chose a subprotocol, but none was requested"
+    } else {
+        return Ok(());
+    };
+    Err(DialError::Handshake {
+        error: problem.into(),
+    })
+}
+
+/// A response other than `101 Switching Protocols`.
+fn refused(head: &ResponseHead) -> DialError {
+    let status = head.status;
+    match status {
+        401 | 403 => DialError::Rejected { status },
+        429 | 503 => DialError::Status {
+            status,
+            retry_after: head.header("retry-after").and_then(parse_retry_after),
         },
-        other => DialError::Handshake {
-            error: other.to_string(),
+        _ => DialError::Status {
+            status,
+            retry_after: None,
         },
     }
 }
@@ -411,30 +499,72 @@ mod tests {
 
     #[test]
     fn handshake_statuses_are_classified() {
-        let resp = |status: u16, retry: Option<&str>| {
-            let mut b = tungstenite::http::Response::builder().status(status);
-            if let Some(r) = retry {
-                b = b.header("Retry-After", r);
-            }
-            tungstenite::Error::Http(Box::new(b.body(None).unwrap()))
+        let resp = |status: u16, retry: Option<&str>| ResponseHead {
+            status,
+            reason: String::new(),
+            headers: retry
+                .map(|r| vec![("Retry-After".to_owned(), r.to_owned())])
+                .unwrap_or_default(),
         };
         assert!(matches!(
-            handshake_failure(resp(401, None)),
-            DialError::Rejected { status: 401 }
+            check_upgrade(&resp(401, None), "k"),
+            Err(DialError::Rejected { status: 401 })
         ));
         assert!(matches!(
-            handshake_failure(resp(403, None)),
+            refused(&resp(403, None)),
             DialError::Rejected { status: 403 }
         ));
         assert_eq!(
-            handshake_failure(resp(503, Some("7"))).retry_after(),
+            refused(&resp(503, Some("7"))).retry_after(),
             Some(Duration::from_secs(7))
         );
-        assert_eq!(handshake_failure(resp(500, Some("7"))).retry_after(), None);
-        assert_eq!(
-            handshake_failure(resp(429, Some("soon"))).retry_after(),
-            None
-        );
+        assert_eq!(refused(&resp(500, Some("7"))).retry_after(), None);
+        assert_eq!(refused(&resp(429, Some("soon"))).retry_after(), None);
+    }
+
+    #[test]
+    fn upgrade_answers_are_checked() {
+        // RFC 6455 §1.3's example key and accept value.
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        assert_eq!(accept_key(key), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        let head = |headers: &[(&str, &str)]| ResponseHead {
+            status: 101,
+            reason: "Switching Protocols".into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let good = [
+            ("upgrade", "WebSocket"),
+            ("Connection", "keep-alive, Upgrade"),
+            ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        ];
+        assert!(check_upgrade(&head(&good), key).is_ok());
+        let wrong_key = [good[0], good[1], ("Sec-WebSocket-Accept", "x")];
+        let no_upgrade = [good[1], good[2]];
+        let no_connection = [good[0], good[2]];
+        let subprotocol = [
+            good[0],
+            good[1],
+            good[2],
+            ("Sec-WebSocket-Protocol", "chat"),
+        ];
+        for (bad, says) in [
+            (&wrong_key[..], "Sec-WebSocket-Accept"),
+            (&no_upgrade[..], "Upgrade: websocket"),
+            (&no_connection[..], "Connection: upgrade"),
+            (&subprotocol[..], "subprotocol"),
+        ] {
+            let e = check_upgrade(&head(bad), key).unwrap_err().to_string();
+            assert!(
+                e.starts_with("handshake failed: ") && e.contains(says),
+                "{e}"
+            );
+        }
+        let k1 = websocket_key().unwrap();
+        assert_eq!(crate::base64::decode(&k1).unwrap().len(), 16);
+        assert_ne!(k1, websocket_key().unwrap());
     }
 
     #[test]

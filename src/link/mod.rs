@@ -34,7 +34,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use tungstenite::http::HeaderValue;
 
 pub use crate::http::host::UrlError;
 pub use crate::http::proxy::{ProxyEnv, ProxyError};
@@ -387,9 +386,10 @@ fn headers(api_key: &Secret, version_text: &str) -> Result<dial::Headers, LinkEr
     if key.is_empty() {
         return Err(LinkError::ApiKey);
     }
-    let mut authorization =
-        HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| LinkError::ApiKey)?;
-    authorization.set_sensitive(true);
+    let authorization = format!("Bearer {key}");
+    if !is_header_value(&authorization) {
+        return Err(LinkError::ApiKey);
+    }
     let version = match check_version(version_text) {
         Ok(v) => Some(v),
         Err(why) => {
@@ -398,12 +398,11 @@ fn headers(api_key: &Secret, version_text: &str) -> Result<dial::Headers, LinkEr
         }
     };
     let user_agent = match &version {
-        Some(_) => HeaderValue::from_str(&format!("oz-agent-worker/{version_text}"))
-            .unwrap_or(HeaderValue::from_static("oz-agent-worker")),
-        None => HeaderValue::from_static("oz-agent-worker"),
+        Some(v) => format!("oz-agent-worker/{v}"),
+        None => "oz-agent-worker".to_owned(),
     };
     Ok(dial::Headers {
-        authorization,
+        authorization: Secret::new(authorization),
         version,
         user_agent,
     })
@@ -411,7 +410,7 @@ fn headers(api_key: &Secret, version_text: &str) -> Result<dial::Headers, LinkEr
 
 /// Upstream's rules: non-empty, at most 128 bytes, no control characters (`String` already
 /// guarantees UTF-8).
-fn check_version(v: &str) -> Result<HeaderValue, &'static str> {
+fn check_version(v: &str) -> Result<String, &'static str> {
     if v.is_empty() {
         return Err("is empty");
     }
@@ -421,7 +420,16 @@ fn check_version(v: &str) -> Result<HeaderValue, &'static str> {
     if v.chars().any(|c| c.is_control()) {
         return Err("contains control characters");
     }
-    HeaderValue::from_str(v).map_err(|_| "is not a valid header value")
+    if !is_header_value(v) {
+        return Err("is not a valid header value");
+    }
+    Ok(v.to_owned())
+}
+
+/// An HTTP field value as the `http` crate accepts one: tab, visible ASCII, space and
+/// obs-text (bytes from 0x80), no other control character.
+fn is_header_value(v: &str) -> bool {
+    v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 /// Durations in log lines: `850ms`, `3s`, `1.5s`.
@@ -460,16 +468,15 @@ mod tests {
     #[test]
     fn headers_hide_the_key_and_reject_bad_ones() {
         let h = headers(&Secret::new("k3y"), "1.0").unwrap();
-        assert!(h.authorization.is_sensitive());
-        assert_eq!(h.authorization.to_str().unwrap(), "Bearer k3y");
+        assert_eq!(h.authorization.expose(), "Bearer k3y");
         assert!(!format!("{h:?}").contains("k3y"));
-        assert_eq!(h.user_agent.to_str().unwrap(), "oz-agent-worker/1.0");
-        assert_eq!(h.version.unwrap().to_str().unwrap(), "1.0");
+        assert_eq!(h.user_agent, "oz-agent-worker/1.0");
+        assert_eq!(h.version.as_deref(), Some("1.0"));
         let h = headers(&Secret::new("k"), "vé").unwrap();
-        assert_eq!(h.user_agent.as_bytes(), "oz-agent-worker/vé".as_bytes());
+        assert_eq!(h.user_agent, "oz-agent-worker/vé");
         let h = headers(&Secret::new("k"), "").unwrap();
         assert!(h.version.is_none());
-        assert_eq!(h.user_agent.to_str().unwrap(), "oz-agent-worker");
+        assert_eq!(h.user_agent, "oz-agent-worker");
         assert!(matches!(
             headers(&Secret::new(""), "1"),
             Err(LinkError::ApiKey)

@@ -11,7 +11,7 @@ use super::dial::{Dialer, Headers};
 use super::url::WsUrl;
 use super::{tls_config, wake};
 use crate::http::proxy::{self, ProxyEnv};
-use tungstenite::http::HeaderValue;
+use crate::settings::Secret;
 
 /// Reaches the endpoint `url` within `budget` per phase. `Ok` says what was reached
 /// (`"TLS handshake with oz.warp.dev:443"`); `Err` is one line naming the phase that failed.
@@ -41,9 +41,9 @@ pub fn reach(
         tls,
         // Never sent: `reach` stops before the WebSocket handshake.
         headers: Headers {
-            authorization: HeaderValue::from_static("unused"),
+            authorization: Secret::new("unused"),
             version: None,
-            user_agent: HeaderValue::from_static("oz-agent-worker"),
+            user_agent: "oz-agent-worker".to_owned(),
         },
         timeout: budget,
         stop: Arc::new(wake::StopAt::new()),
