@@ -128,9 +128,12 @@ done
 
 step "Debian container from Debian's packages"
 debian_tar=$tools/debian-bookworm-rootfs.tar
-if [ ! -s "$debian_tar" ]; then
-  mmdebstrap --variant=minbase --include=rpm,passwd,adduser,systemd --quiet bookworm "$debian_tar.tmp" \
-    http://deb.debian.org/debian
+if [ ! -f "$debian_tar" ] || [ ! -s "$debian_tar" ]; then
+  # mmdebstrap picks its output format from the target's name: ".tmp" would make a directory,
+  # so the format is named. A directory left by an older run is removed, not imported.
+  rm -rf "$debian_tar" "$debian_tar.tmp"
+  mmdebstrap --variant=minbase --include=rpm,passwd,adduser,systemd --quiet --format=tar \
+    bookworm "$debian_tar.tmp" http://deb.debian.org/debian
   mv "$debian_tar.tmp" "$debian_tar"
 fi
 docker import -c 'CMD ["/bin/bash"]' -c 'LABEL oz-test=1' "$debian_tar" "oz-test/$tag-debian" >/dev/null
