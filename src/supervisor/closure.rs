@@ -1,5 +1,6 @@
 //! Cancellation requests and execution-scoped closure (`execution_closed`).
 
+use super::threads::panic_text;
 use super::*;
 
 impl Supervisor {

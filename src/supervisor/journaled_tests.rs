@@ -5,6 +5,7 @@ use crossbeam_channel::unbounded;
 use super::*;
 use crate::backend::{BackendKind, Orphan, ProbeLine};
 use crate::journal::{Journal, Terminal};
+use crate::task::TaskSpec;
 
 /// Succeeds every task; resolves every orphan as "adopted and finished".
 struct Quick;

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::backend::{BackendKind, ProbeLine};
 use crate::protocol::decode;
+use crate::task::TaskSpec;
 
 const WAIT: Duration = Duration::from_secs(10);
 
