@@ -234,6 +234,11 @@ impl TaskReport {
         self.logs.is_some()
     }
 
+    /// True when setup events are posted for this task.
+    pub fn events_enabled(&self) -> bool {
+        self.events.is_some()
+    }
+
     /// Registers values learnt while the task runs (the direct setup env file's values, the
     /// environment of a hook or dispatch subprocess) with the task's redactor. Call it before
     /// any output that may carry them is exported.

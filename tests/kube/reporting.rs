@@ -86,7 +86,10 @@ fn a_kubernetes_task_posts_its_job_create_and_pod_phases_with_the_task_key() {
     assign(&oz, "t-kev", "sim/slow", None);
     expect(&oz, "task_claimed", "t-kev");
     expect(&oz, "task_completed", "t-kev");
-    let posts = warp.wait_for(T, |p| p.iter().filter(|p| p.is_event()).count() >= 3);
+    let posts = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        warp.wait_for(T, |p| p.iter().filter(|p| p.is_event()).count() >= 3)
+    }))
+    .unwrap_or_else(|_| panic!("the worker's view:\n{}", w.dump()));
     let events: Vec<Post> = posts.into_iter().filter(Post::is_event).collect();
     // The Job POST first, then the pod phases in the order the pod proved them; the task has
     // no sidecar and the simulated pod no `setup` container, so those phases are not reported.

@@ -188,8 +188,13 @@ impl FakeWarp {
             }
             let now = Instant::now();
             if now >= deadline {
-                let seen: Vec<String> = st.posts.iter().map(|p| p.path.clone()).collect();
-                panic!("condition not met within {timeout:?}; requests so far: {seen:?}");
+                // Paths and bodies (event names and timings; no header, where the keys are).
+                let seen: Vec<String> = st
+                    .posts
+                    .iter()
+                    .map(|p| format!("{} {}", p.path, String::from_utf8_lossy(&p.body)))
+                    .collect();
+                panic!("condition not met within {timeout:?}; requests so far: {seen:#?}");
             }
             st = cv.wait_timeout(st, deadline - now).unwrap().0;
         }

@@ -55,9 +55,23 @@ impl<'a> Reporter<'a> {
         r
     }
 
-    /// True when some started container of `pods` has no follow yet (the caller may look at
-    /// fresh pods once more before the task ends, so a short-lived container is not missed).
+    /// True when `pods`, seen as the Job succeeded, may hide something this task reports: a
+    /// started container with no follow yet, or (with setup events on) a pod not yet seen in a
+    /// terminal phase, as when the pod cache lags the Job watch and the phases its final status
+    /// proves were never observed. The caller then looks at fresh pods once more.
     pub(super) fn misses(&self, pods: &[Value]) -> bool {
+        let lagging = || {
+            pods.is_empty()
+                || pods.iter().any(|p| {
+                    !matches!(
+                        super::message::text(p, "/status/phase"),
+                        "Succeeded" | "Failed"
+                    )
+                })
+        };
+        if self.report.events_enabled() && lagging() {
+            return true;
+        }
         let Some(f) = &self.follows else {
             return false;
         };
@@ -207,5 +221,43 @@ mod tests {
         assert_eq!(body["event_name"], "setup_worker_container_start");
         assert_eq!(body["payload"]["latency_ms"], 3000.0);
         assert_eq!(body["payload"]["is_error"], false);
+    }
+
+    #[test]
+    fn a_pod_cache_lagging_the_job_is_a_miss_only_when_events_are_posted() {
+        let env = [("WARP_API_KEY".to_owned(), "key".to_owned())];
+        let start = |root: &str| {
+            TaskReport::start_with(
+                &Reporting {
+                    worker_id: "w",
+                    backend: "kubernetes",
+                    server_root_url: root,
+                    collect_task_logs: false,
+                },
+                &TaskFacts {
+                    run_id: "run",
+                    execution_id: None,
+                    env: &env,
+                    secrets: &[],
+                    telemetry: None,
+                },
+                Arc::new(Recorder::default()) as Arc<dyn Transport>,
+            )
+        };
+        let posting = start("http://root");
+        let silent = start("");
+        let mut done = pod(true);
+        done["status"]["phase"] = json!("Succeeded");
+        let mut running = pod(true);
+        running["status"]["phase"] = json!("Running");
+        let r = Reporter::new(&posting);
+        assert!(r.misses(&[]));
+        assert!(r.misses(&[running.clone()]));
+        assert!(!r.misses(&[done.clone()]));
+        let quiet = Reporter::new(&silent);
+        assert!(!quiet.misses(&[running]));
+        assert!(!quiet.misses(&[]));
+        posting.finish();
+        silent.finish();
     }
 }

@@ -211,6 +211,14 @@ impl Run {
         labels["job-name"] = job["metadata"]["name"].clone();
         labels["batch.kubernetes.io/job-name"] = job["metadata"]["name"].clone();
         labels["controller-uid"] = job["metadata"]["uid"].clone();
+        // As the API server creates it: no conditions yet. The first step then sets them (the
+        // scheduler's `PodScheduled`); a pod that begins unschedulable never shows
+        // `PodScheduled=True` before it, as a real one does not.
+        let conditions = if matches!(self.steps.first(), Some(Step::Unschedulable(_))) {
+            json!([])
+        } else {
+            json!([{"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}])
+        };
         let pod = json!({
             "metadata": {
                 "name": pod_name,
@@ -220,8 +228,7 @@ impl Run {
                     "uid": job["metadata"]["uid"], "controller": true}],
             },
             "spec": job["spec"]["template"]["spec"].clone(),
-            "status": {"phase": "Pending", "conditions": [
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}]},
+            "status": {"phase": "Pending", "conditions": conditions},
         });
         store.create(Kind::Pod, &self.namespace, pod);
         store.update(Kind::Job, &self.namespace, &self.job, |j| {
