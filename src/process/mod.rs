@@ -42,9 +42,12 @@ pub use env::Env;
 pub use group::GroupHandle;
 pub use output::{Line, LineBuffer, MAX_PENDING, MAX_RECORD, REDACTED, Redactor, Stream, WITHHELD};
 
-/// How long output is still read after the leader exits: enough for what it wrote before
-/// exiting, short enough that a grandchild holding the pipes cannot delay completion.
+/// How long the pipes may stay silent after the leader exits before they are closed: a
+/// grandchild holding them open cannot delay completion by more.
 pub const DRAIN: Duration = Duration::from_millis(100);
+/// The longest the pipes are read after the leader exits, however much keeps coming: a
+/// grandchild that keeps writing cannot hold the task either.
+pub const DRAIN_CAP: Duration = Duration::from_secs(1);
 
 /// Poll tick when no pidfd is available: how often the leader is checked for exit.
 const FALLBACK_TICK: Duration = Duration::from_millis(50);
@@ -262,7 +265,7 @@ impl Pipe {
         let Some(fd) = &self.fd else { return };
         let mut buf = [0u8; READ_CHUNK];
         match nix::unistd::read(fd, &mut buf) {
-            Ok(0) => self.close(io),
+            Ok(0) => self.close(io, true),
             Ok(n) => {
                 let stream = self.stream;
                 let on_line = &mut *io.on_line;
@@ -270,16 +273,22 @@ impl Pipe {
                     .push(&buf[..n], io.redactor, &mut |l| on_line(stream, l));
             }
             Err(Errno::EINTR | Errno::EAGAIN) => {}
-            Err(_) => self.close(io),
+            Err(_) => self.close(io, false),
         }
     }
 
-    /// Closes our end (a writer left behind gets EPIPE) and emits the unfinished line.
-    fn close(&mut self, io: &mut Io<'_>) {
+    /// Closes our end (a writer left behind gets EPIPE) and emits the unfinished line: the
+    /// stream's last if it ended, a cut piece (not [`Line::whole`]) if it was still open.
+    fn close(&mut self, io: &mut Io<'_>, ended: bool) {
         self.fd = None;
         let stream = self.stream;
         let on_line = &mut *io.on_line;
-        self.lines.finish(io.redactor, &mut |l| on_line(stream, l));
+        let emit = &mut |l: Line<'_>| on_line(stream, l);
+        if ended {
+            self.lines.finish(io.redactor, emit);
+        } else {
+            self.lines.cut(io.redactor, emit);
+        }
     }
 }
 
@@ -443,12 +452,16 @@ fn poll_timeout(d: Duration) -> PollTimeout {
     PollTimeout::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(PollTimeout::MAX)
 }
 
-/// Reads what is left in the pipes for at most [`DRAIN`], then closes them.
+/// Reads what is left in the pipes, then closes them. Reading goes on while bytes keep coming,
+/// so what the leader wrote before it exited is never lost to a busy machine (a fixed window
+/// was: a task thread scheduled late found it already over), and stops once the pipes have been
+/// silent for [`DRAIN`], or after [`DRAIN_CAP`] in all.
 fn drain(out: &mut Pipe, err: &mut Pipe, io: &mut Io<'_>) {
-    let until = Instant::now() + DRAIN;
-    loop {
+    let cap = Instant::now() + DRAIN_CAP;
+    let mut quiet_until = Instant::now() + DRAIN;
+    while out.fd.is_some() || err.fd.is_some() {
         let now = Instant::now();
-        if (out.fd.is_none() && err.fd.is_none()) || now >= until {
+        if now >= cap {
             break;
         }
         let [ready_out, ready_err] = {
@@ -460,21 +473,31 @@ fn drain(out: &mut Pipe, err: &mut Pipe, io: &mut Io<'_>) {
                     fds.push(PollFd::new(fd, PollFlags::POLLIN));
                 }
             }
-            match poll(&mut fds, poll_timeout(until - now)) {
+            // Past the quiet deadline this is a non-blocking look: data already there is read.
+            let wait = quiet_until.saturating_duration_since(now).min(cap - now);
+            match poll(&mut fds, poll_timeout(wait)) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(_) => break,
             }
             slots.map(|s| s.is_some_and(|i| fds[i].revents().is_some_and(|r| !r.is_empty())))
         };
+        if !ready_out && !ready_err {
+            if Instant::now() >= quiet_until {
+                break;
+            }
+            continue;
+        }
         if ready_out {
             out.read_once(io);
         }
         if ready_err {
             err.read_once(io);
         }
+        quiet_until = Instant::now() + DRAIN;
     }
-    out.close(io);
-    err.close(io);
+    // Still open here: cut (at EOF a pipe was closed as it ended).
+    out.close(io, false);
+    err.close(io, false);
 }
 
 #[cfg(test)]

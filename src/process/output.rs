@@ -141,7 +141,10 @@ impl LineBuffer {
                 self.withholding = false;
             } else {
                 self.pending.extend_from_slice(&rest[..pos]);
-                emit_line(&self.pending, !self.overlong, redactor, emit);
+                // A line can cross the limit in the very read that ends it: it is scrubbed as a
+                // whole (it is all here) but is no more `whole` than any other overlong line.
+                let whole = !self.overlong && self.pending.len() <= MAX_PENDING;
+                emit_line(&self.pending, whole, redactor, emit);
             }
             self.overlong = false;
             self.pending.clear();
@@ -165,8 +168,19 @@ impl LineBuffer {
 
     /// Emits the unfinished last line, if any.
     pub fn finish(&mut self, redactor: &Redactor, emit: &mut dyn FnMut(Line<'_>)) {
+        self.end(true, redactor, emit);
+    }
+
+    /// Emits the unfinished line of a stream cut before its end (its writer may still have been
+    /// writing it): scrubbed, but not [`Line::whole`], so a secret cut in two never leaves the
+    /// machine in a task-log record.
+    pub fn cut(&mut self, redactor: &Redactor, emit: &mut dyn FnMut(Line<'_>)) {
+        self.end(false, redactor, emit);
+    }
+
+    fn end(&mut self, ended: bool, redactor: &Redactor, emit: &mut dyn FnMut(Line<'_>)) {
         if !self.withholding && !self.pending.is_empty() {
-            emit_line(&self.pending, !self.overlong, redactor, emit);
+            emit_line(&self.pending, ended && !self.overlong, redactor, emit);
         }
         self.pending.clear();
         self.withholding = false;
@@ -235,6 +249,47 @@ mod tests {
         assert_eq!(
             with,
             [(WITHHELD.to_owned(), false), ("next".to_owned(), true)]
+        );
+    }
+
+    #[test]
+    fn a_line_crossing_the_limit_in_the_read_that_ends_it_is_not_whole() {
+        // Under the limit after the first read, over it once the second ends the line.
+        let first = vec![b'x'; MAX_PENDING - 100];
+        let mut second = vec![b'y'; 200];
+        second.extend_from_slice(b"\nnext\n");
+        let out = tagged(&[&first, &second], &Redactor::default());
+        let (last, pieces) = out.split_last().expect("records");
+        assert_eq!(last, &("next".to_owned(), true));
+        assert!(pieces.iter().all(|(_, whole)| !whole));
+        let len: usize = pieces.iter().map(|(t, _)| t.len()).sum();
+        assert_eq!(len, MAX_PENDING + 100);
+        // With secrets it is scrubbed whole (here: over the redactor's limit, replaced).
+        let mut with_secret = vec![b'x'; MAX_PENDING - 3];
+        with_secret.extend_from_slice(b"s3c");
+        let out = tagged(&[&with_secret, b"r3t tail\n"], &Redactor::new(["s3cr3t"]));
+        assert!(out.iter().all(|(_, whole)| !whole));
+        let text: String = out.iter().map(|(t, _)| t.as_str()).collect();
+        assert!(
+            !text.contains("s3cr3t") && !text.contains("r3t tail"),
+            "{}",
+            text.len()
+        );
+    }
+
+    #[test]
+    fn a_cut_stream_s_unfinished_line_is_not_whole() {
+        let mut out = Vec::new();
+        let mut buf = LineBuffer::default();
+        let none = Redactor::default();
+        let mut emit = |l: Line<'_>| out.push((l.whole().is_some(), l.whole().is_none()));
+        buf.push(b"done\nhalf a li", &none, &mut emit);
+        buf.cut(&none, &mut emit);
+        buf.push(b"ended\nlast", &none, &mut emit);
+        buf.finish(&none, &mut emit);
+        assert_eq!(
+            out,
+            [(true, false), (false, true), (true, false), (true, false)]
         );
     }
 

@@ -135,6 +135,47 @@ fn a_line_over_64_kib_is_never_whole() {
 }
 
 #[test]
+fn output_written_before_exit_is_read_however_slow_the_reader() {
+    // 20 lines of 8 KiB: the child blocks on the full pipe until near the end, so up to 64 KiB
+    // is still in the pipe when it exits; a slow consumer (30 ms a line) then needs longer than
+    // the 100 ms quiet window in all, but the bytes keep coming, so none may be lost.
+    let rx = spawn(move || {
+        let mut seen = Vec::new();
+        let limits = Limits {
+            cancel: None,
+            deadline: None,
+            grace: GRACE,
+            group: None,
+        };
+        let r = process::run(
+            &sh(
+                "i=0; while [ $i -lt 20 ]; do head -c 8000 /dev/zero | tr '\\0' a; echo \" $i\"; i=$((i+1)); done",
+            ),
+            &limits,
+            &Redactor::default(),
+            &mut |_, l| {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                seen.push(
+                    l.whole()
+                        .unwrap_or("")
+                        .rsplit(' ')
+                        .next()
+                        .unwrap_or("")
+                        .to_owned(),
+                );
+            },
+        );
+        (r, seen)
+    });
+    let (r, seen) = rx
+        .recv_timeout(PROMPTLY)
+        .expect("process::run did not return");
+    assert!(r.is_ok());
+    let want: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    assert_eq!(seen, want);
+}
+
+#[test]
 fn secrets_are_scrubbed_from_output() {
     let (r, lines) = run_collect(
         sh("echo token=hunter2; echo hunter2 >&2"),
