@@ -12,31 +12,17 @@ use crate::support::harness::{TestDir, Worker, WorkerCommand};
 use crate::support::kube_sim::{KubeSim, Step, ms};
 use crate::support::oz_server::OzServer;
 use crate::worker::ops::{get, ops_addr, sample};
-use crate::worker::{API_KEY, T, assignment, cancellation, expect, frames_for};
+use crate::worker::{T, assignment, cancellation, expect, frames_for};
 
-fn config(dir: &TestDir, sim: &KubeSim, worker_id: &str, extra: &str) -> std::path::PathBuf {
-    let kc = sim.kubeconfig(&dir.path, None);
-    dir.write(
-        "config.yaml",
-        &format!(
-            "worker_id: {worker_id}\nbackend:\n  kubernetes:\n    namespace: agents\n    kubeconfig: {}\n{extra}",
-            kc.display()
-        ),
-    )
-}
-
+/// [`super::worker`], reconnecting quickly.
 fn worker(dir: &TestDir, oz: &OzServer, config: &std::path::Path) -> WorkerCommand {
-    WorkerCommand::new(dir)
-        .args(["--config-file", &config.display().to_string()])
-        .args(["--web-socket-url", &oz.url()])
-        .args(["--api-key", API_KEY])
+    super::worker(dir, oz, config)
         .env("OZ_WORKER_BACKOFF_INITIAL", "100ms")
         .env("OZ_WORKER_BACKOFF_MAX", "500ms")
-        .env("OZ_WORKER_SHUTDOWN_TIMEOUT", "2s")
 }
 
 fn start(dir: &TestDir, oz: &OzServer, sim: &KubeSim, worker_id: &str) -> Worker {
-    let cfg = config(dir, sim, worker_id, "");
+    let cfg = super::config(dir, sim, worker_id, "");
     let mut w = worker(dir, oz, &cfg)
         .args(["--metrics-addr", "127.0.0.1:0"])
         .spawn();
@@ -265,7 +251,7 @@ fn startup_fails_with_a_diagnosis_when_rbac_denies_jobs() {
         s.forbidden.insert(("create".into(), "jobs".into()));
     });
     let oz = OzServer::start();
-    let cfg = config(&dir, &sim, "kube-rbac", "");
+    let cfg = super::config(&dir, &sim, "kube-rbac", "");
     let out = worker(&dir, &oz, &cfg).run();
     assert_ne!(out.code(), Some(0), "{}", out.dump());
     assert!(
@@ -296,7 +282,7 @@ fn startup_quotes_a_pod_security_failed_create_event() {
         )],
     );
     let oz = OzServer::start();
-    let cfg = config(&dir, &sim, "kube-psa", "");
+    let cfg = super::config(&dir, &sim, "kube-psa", "");
     let out = worker(&dir, &oz, &cfg).run();
     assert_ne!(out.code(), Some(0), "{}", out.dump());
     assert!(
@@ -322,7 +308,7 @@ fn a_restarted_worker_reports_a_preserved_job_once_over_three_starts() {
         vec![Step::Running(ms(4000)), exit(5, None)],
     );
     let oz = OzServer::start();
-    let cfg = config(&dir, &sim, "kube-re", "");
+    let cfg = super::config(&dir, &sim, "kube-re", "");
 
     // First start: the task runs; the worker stops; the Job is preserved and keeps running.
     let mut w = worker(&dir, &oz, &cfg).spawn();
@@ -385,7 +371,7 @@ fn a_restarted_worker_reattaches_a_job_whose_ids_label_sanitising_changed() {
         vec![Step::Running(ms(3000)), exit(7, None)],
     );
     let oz = OzServer::start();
-    let cfg = config(&dir, &sim, "kube-raw", "");
+    let cfg = super::config(&dir, &sim, "kube-raw", "");
     // Upper case and longer than a label value may be: the id labels cannot carry it.
     let task = format!("T-Raw_UPPER-{}", "x".repeat(70));
     let label = names::label_value(&task);

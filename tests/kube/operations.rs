@@ -13,29 +13,6 @@ use crate::support::oz_server::OzServer;
 use crate::worker::ops::{get, ops_addr, sample};
 use crate::worker::{API_KEY, T, assignment, expect, frames_for};
 
-fn config(dir: &TestDir, sim: &KubeSim, worker_id: &str, extra: &str) -> std::path::PathBuf {
-    let kc = sim.kubeconfig(&dir.path, None);
-    dir.write(
-        "config.yaml",
-        &format!(
-            "worker_id: {worker_id}\nbackend:\n  kubernetes:\n    namespace: agents\n    kubeconfig: {}\n{extra}",
-            kc.display()
-        ),
-    )
-}
-
-fn spawn(dir: &TestDir, oz: &OzServer, cfg: &std::path::Path, flags: &[&str]) -> Worker {
-    let mut w = WorkerCommand::new(dir)
-        .args(["--config-file", &cfg.display().to_string()])
-        .args(["--web-socket-url", &oz.url()])
-        .args(["--api-key", API_KEY])
-        .args(flags.iter().copied())
-        .env("OZ_WORKER_SHUTDOWN_TIMEOUT", "2s")
-        .spawn();
-    w.wait_for_log("Connected to Oz", T);
-    w
-}
-
 fn assign(oz: &OzServer, id: &str, image: &str) {
     let mut a = assignment(id, Some(&format!("{id}-exec")), json!({}));
     a["data"]["docker_image"] = json!(image);
@@ -95,8 +72,8 @@ fn readyz_follows_the_api_server_and_watches_resume_from_their_resource_version(
     let dir = TestDir::new("e2e-kube-readyz");
     let sim = KubeSim::start();
     let oz = OzServer::start();
-    let cfg = config(&dir, &sim, "kube-readyz", "");
-    let mut w = spawn(&dir, &oz, &cfg, &["--metrics-addr", "127.0.0.1:0"]);
+    let cfg = super::config(&dir, &sim, "kube-readyz", "");
+    let mut w = super::start_with(&dir, &oz, &cfg, &["--metrics-addr", "127.0.0.1:0"]);
     let addr = ops_addr(&mut w);
     readyz_until(&addr, 200);
     let body = metrics_until(&addr, "two open watches", |b| {
@@ -193,8 +170,8 @@ fn the_safety_poll_reports_an_outcome_the_silent_watches_never_delivered() {
         ],
     );
     let oz = OzServer::start();
-    let cfg = config(&dir, &sim, "kube-poll", "");
-    let w = spawn(&dir, &oz, &cfg, &[]);
+    let cfg = super::config(&dir, &sim, "kube-poll", "");
+    let w = super::start_with(&dir, &oz, &cfg, &[]);
     assign(&oz, "t-unseen", "sim/fails-unseen");
     sim.wait_until(T, |s| {
         s.pods().iter().any(|p| p["status"]["phase"] == "Running")
@@ -233,8 +210,8 @@ fn no_cleanup_keeps_a_succeeded_job_without_a_ttl_but_still_stops_an_active_fail
         vec![Step::Waiting("ImagePullBackOff".into(), Duration::MAX)],
     );
     let oz = OzServer::start();
-    let cfg = config(&dir, &sim, "kube-keep", "");
-    let w = spawn(&dir, &oz, &cfg, &["--no-cleanup"]);
+    let cfg = super::config(&dir, &sim, "kube-keep", "");
+    let w = super::start_with(&dir, &oz, &cfg, &["--no-cleanup"]);
     assign(&oz, "t-keep-ok", "sim/default");
     expect(&oz, "task_completed", "t-keep-ok");
     sim.wait_until(T, |s| {
@@ -282,8 +259,8 @@ fn a_tasks_job_carries_the_operators_labels_annotations_and_pod_template() {
     let sim = KubeSim::start();
     let oz = OzServer::start();
     let extra = "    extra_labels:\n      team: agents\n    extra_annotations:\n      example.com/owner: platform\n    pod_template:\n      nodeSelector:\n        pool: agents\n      tolerations:\n      - key: dedicated\n        operator: Equal\n        value: agents\n        effect: NoSchedule\n      priorityClassName: agent-low\n      containers:\n      - name: task\n        resources:\n          limits:\n            cpu: \"3\"\n        env:\n        - name: FROM_TEMPLATE\n          value: \"yes\"\n      - name: log-tail\n        image: example.com/log-tail:1\n";
-    let cfg = config(&dir, &sim, "kube-shape", extra);
-    let w = spawn(&dir, &oz, &cfg, &[]);
+    let cfg = super::config(&dir, &sim, "kube-shape", extra);
+    let w = super::start_with(&dir, &oz, &cfg, &[]);
     assign(&oz, "t-shape", "sim/default");
     expect(&oz, "task_completed", "t-shape");
     let job = task_post(&sim, "t-shape");

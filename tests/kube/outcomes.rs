@@ -14,31 +14,17 @@ use serde_json::{Value, json};
 use oz_agent_worker::kube::Client;
 use oz_agent_worker::kube::kubeconfig::{self, Inputs};
 
-use crate::support::harness::{TestDir, Worker, WorkerCommand};
+use crate::support::harness::{TestDir, Worker};
 use crate::support::kube_sim::{KubeSim, State, Step, ms};
 use crate::support::oz_server::OzServer;
-use crate::worker::{API_KEY, T, assignment, expect, frames_for};
+use crate::worker::{T, assignment, expect, frames_for};
 
 mod mounts;
 
 /// Starts a worker whose `backend.kubernetes` block gets `extra` (indented four spaces).
 fn start(dir: &TestDir, oz: &OzServer, sim: &KubeSim, worker_id: &str, extra: &str) -> Worker {
-    let kc = sim.kubeconfig(&dir.path, None);
-    let cfg = dir.write(
-        "config.yaml",
-        &format!(
-            "worker_id: {worker_id}\nbackend:\n  kubernetes:\n    namespace: agents\n    kubeconfig: {}\n{extra}",
-            kc.display()
-        ),
-    );
-    let mut w = WorkerCommand::new(dir)
-        .args(["--config-file", &cfg.display().to_string()])
-        .args(["--web-socket-url", &oz.url()])
-        .args(["--api-key", API_KEY])
-        .env("OZ_WORKER_SHUTDOWN_TIMEOUT", "2s")
-        .spawn();
-    w.wait_for_log("Connected to Oz", T);
-    w
+    let cfg = super::config(dir, sim, worker_id, extra);
+    super::start_with(dir, oz, &cfg, &[])
 }
 
 fn assign(oz: &OzServer, id: &str, image: &str) {

@@ -11,13 +11,7 @@ use crate::support::kube_sim::{Auth, KubeSim, Step, ms};
 use crate::support::oz_server::OzServer;
 use crate::worker::{API_KEY, T, assignment, expect};
 
-fn worker(dir: &TestDir, oz: &OzServer, config: &std::path::Path) -> WorkerCommand {
-    WorkerCommand::new(dir)
-        .args(["--config-file", &config.display().to_string()])
-        .args(["--web-socket-url", &oz.url()])
-        .args(["--api-key", API_KEY])
-        .env("OZ_WORKER_SHUTDOWN_TIMEOUT", "2s")
-}
+use super::worker;
 
 fn assign(oz: &OzServer, id: &str, image: &str) {
     let mut a = assignment(id, Some(&format!("{id}-x")), json!({}));
