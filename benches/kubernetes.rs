@@ -69,11 +69,7 @@ fn main() {
         vec![
             Step::Pending(Duration::from_millis(200)),
             Step::Running(run),
-            Step::Exit {
-                code: 0,
-                reason: None,
-                sidecar_143: false,
-            },
+            Step::exit(0),
         ],
     );
     let kc = sim.kubeconfig(&dir, None);

@@ -267,11 +267,7 @@ fn kubernetes(tasks: u64, lines: u64) {
             vec![
                 Step::Pending(Duration::from_millis(20)),
                 Step::Running(*running),
-                Step::Exit {
-                    code: 0,
-                    reason: None,
-                    sidecar_143: false,
-                },
+                Step::exit(0),
             ],
         );
         sim.output(image, "task", out.clone());

@@ -62,11 +62,7 @@ fn held(sim: &KubeSim, image: &str) {
         vec![
             Step::Pending(ms(50)),
             Step::Running(Duration::MAX),
-            Step::Exit {
-                code: 0,
-                reason: None,
-                sidecar_143: false,
-            },
+            Step::exit(0),
         ],
     );
 }

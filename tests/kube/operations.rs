@@ -160,14 +160,7 @@ fn the_safety_poll_reports_an_outcome_the_silent_watches_never_delivered() {
     let sim = KubeSim::start();
     sim.script(
         "sim/fails-unseen",
-        vec![
-            Step::Running(ms(1000)),
-            Step::Exit {
-                code: 6,
-                reason: None,
-                sidecar_143: false,
-            },
-        ],
+        vec![Step::Running(ms(1000)), Step::exit(6)],
     );
     let oz = OzServer::start();
     let cfg = super::config(&dir, &sim, "kube-poll", "");

@@ -180,11 +180,7 @@ fn a_pod_unschedulable_past_its_timeout_fails_and_its_job_is_expired() {
             Step::Unschedulable(ms(500)),
             Step::Pending(ms(50)),
             Step::Running(ms(200)),
-            Step::Exit {
-                code: 0,
-                reason: None,
-                sidecar_143: false,
-            },
+            Step::exit(0),
         ],
     );
     let oz = OzServer::start();

@@ -59,11 +59,7 @@ fn slow_start(sim: &KubeSim, image: &str, code: i32) {
             Step::Unschedulable(ms(1200)),
             Step::Pending(ms(1200)),
             Step::Running(ms(100)),
-            Step::Exit {
-                code,
-                reason: None,
-                sidecar_143: false,
-            },
+            Step::exit(code),
         ],
     );
 }
@@ -169,17 +165,7 @@ fn a_dead_events_endpoint_does_not_hold_back_a_kubernetes_outcome() {
 fn a_failed_pods_logs_are_exported_as_pod_container_records() {
     let dir = TestDir::new("kube-rep-logs");
     let sim = KubeSim::start();
-    sim.script(
-        "sim/fail",
-        vec![
-            Step::Running(ms(100)),
-            Step::Exit {
-                code: 2,
-                reason: None,
-                sidecar_143: false,
-            },
-        ],
-    );
+    sim.script("sim/fail", vec![Step::Running(ms(100)), Step::exit(2)]);
     let oz = OzServer::start();
     let warp = FakeWarp::start();
     let mut w = start(&dir, &oz, &sim, &warp);

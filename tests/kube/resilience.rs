@@ -20,14 +20,7 @@ fn assign(oz: &OzServer, id: &str, image: &str) {
 }
 
 fn slow(ms_running: u64) -> Vec<Step> {
-    vec![
-        Step::Running(ms(ms_running)),
-        Step::Exit {
-            code: 0,
-            reason: None,
-            sidecar_143: false,
-        },
-    ]
+    vec![Step::Running(ms(ms_running)), Step::exit(0)]
 }
 
 #[test]

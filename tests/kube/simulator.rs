@@ -44,11 +44,7 @@ fn kubectl_creates_gets_watches_and_deletes_against_the_simulator() {
         vec![
             Step::Pending(ms(100)),
             Step::Running(ms(600)),
-            Step::Exit {
-                code: 0,
-                reason: None,
-                sidecar_143: false,
-            },
+            Step::exit(0),
         ],
     );
     let kc = sim.kubeconfig(&dir.path, Some("sim-token"));
@@ -141,17 +137,7 @@ fn kubectl_follows_a_containers_log_until_it_terminates() {
     use crate::support::kube_sim::Out;
     let dir = TestDir::new("kubectl-sim-logs");
     let sim = KubeSim::start();
-    sim.script(
-        "sim/slow",
-        vec![
-            Step::Running(ms(1500)),
-            Step::Exit {
-                code: 0,
-                reason: None,
-                sidecar_143: false,
-            },
-        ],
-    );
+    sim.script("sim/slow", vec![Step::Running(ms(1500)), Step::exit(0)]);
     let piece = |after: u64, text: &str| Out {
         after: ms(after),
         text: text.to_owned(),

@@ -180,15 +180,14 @@ mod tests {
         p
     }
 
-    #[test]
-    fn pod_phases_are_reported_once_and_not_when_cancelled() {
-        let t = Arc::new(Recorder::default());
+    /// A task report posting to `t`; events are on when `root` is a server root URL.
+    fn report(root: &str, t: &Arc<Recorder>) -> TaskReport {
         let env = [("WARP_API_KEY".to_owned(), "key".to_owned())];
-        let report = TaskReport::start_with(
+        TaskReport::start_with(
             &Reporting {
                 worker_id: "w",
                 backend: "kubernetes",
-                server_root_url: "http://root",
+                server_root_url: root,
                 collect_task_logs: false,
             },
             &TaskFacts {
@@ -198,8 +197,14 @@ mod tests {
                 secrets: &[],
                 telemetry: None,
             },
-            Arc::clone(&t) as Arc<dyn Transport>,
-        );
+            Arc::clone(t) as Arc<dyn Transport>,
+        )
+    }
+
+    #[test]
+    fn pod_phases_are_reported_once_and_not_when_cancelled() {
+        let t = Arc::new(Recorder::default());
+        let report = report("http://root", &t);
         let mut reporter = Reporter::new(&report);
         // Scheduling is proven while the task is being cancelled: not reported, ever.
         reporter.observe(&[pod(false)], true);
@@ -225,27 +230,9 @@ mod tests {
 
     #[test]
     fn a_pod_cache_lagging_the_job_is_a_miss_only_when_events_are_posted() {
-        let env = [("WARP_API_KEY".to_owned(), "key".to_owned())];
-        let start = |root: &str| {
-            TaskReport::start_with(
-                &Reporting {
-                    worker_id: "w",
-                    backend: "kubernetes",
-                    server_root_url: root,
-                    collect_task_logs: false,
-                },
-                &TaskFacts {
-                    run_id: "run",
-                    execution_id: None,
-                    env: &env,
-                    secrets: &[],
-                    telemetry: None,
-                },
-                Arc::new(Recorder::default()) as Arc<dyn Transport>,
-            )
-        };
-        let posting = start("http://root");
-        let silent = start("");
+        let t = Arc::new(Recorder::default());
+        let posting = report("http://root", &t);
+        let silent = report("", &t);
         let mut done = pod(true);
         done["status"]["phase"] = json!("Succeeded");
         let mut running = pod(true);

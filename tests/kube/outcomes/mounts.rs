@@ -17,11 +17,7 @@ fn mount_script(failing: Duration) -> Vec<Step> {
     vec![
         Step::FailedMount(failing),
         Step::Running(ms(200)),
-        Step::Exit {
-            code: 0,
-            reason: None,
-            sidecar_143: false,
-        },
+        Step::exit(0),
     ]
 }
 
@@ -87,11 +83,7 @@ fn a_mount_that_recovered_before_a_slow_image_pull_is_not_a_mount_failure() {
             Step::FailedMount(ms(1000)),
             Step::Pulling(ms(5000)),
             Step::Running(ms(200)),
-            Step::Exit {
-                code: 0,
-                reason: None,
-                sidecar_143: false,
-            },
+            Step::exit(0),
         ],
     );
     let oz = OzServer::start();

@@ -44,6 +44,15 @@ pub enum Step {
 }
 
 impl Step {
+    /// The task container exits with `code`, no reason given, no sidecar.
+    pub fn exit(code: i32) -> Step {
+        Step::Exit {
+            code,
+            reason: None,
+            sidecar_143: false,
+        }
+    }
+
     fn duration(&self) -> Duration {
         match self {
             Step::Pending(d)

@@ -181,15 +181,7 @@ impl KubeSim {
                 store: Store::default(),
                 seen: Vec::new(),
                 scripts: BTreeMap::new(),
-                default_script: vec![
-                    Step::Pending(ms(50)),
-                    Step::Running(ms(200)),
-                    Step::Exit {
-                        code: 0,
-                        reason: None,
-                        sidecar_143: false,
-                    },
-                ],
+                default_script: vec![Step::Pending(ms(50)), Step::Running(ms(200)), Step::exit(0)],
                 runs: Vec::new(),
                 auth: Auth::Anyone,
                 forbidden: BTreeSet::new(),
