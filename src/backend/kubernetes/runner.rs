@@ -252,9 +252,13 @@ impl KubernetesBackend {
                     (job, pods, Source::JobWatch)
                 }
             };
-            if job.is_some() {
+            if job.is_some() || !pods.is_empty() {
+                // A pod of this execution proves its Job existed too, even when the Job watch's
+                // own events were never looked at in between: once the Job is gone from the
+                // cache, the next look fetches it rather than wait for the 30 s poll.
                 pace.saw_job();
-            } else if source == Source::SafetyPoll {
+            }
+            if job.is_none() && source == Source::SafetyPoll {
                 // The GET said 404: the Job was deleted after we created it. A cancellation
                 // deletes it only after firing the token, so a cancelled task is seen as such.
                 if cancel.is_cancelled() {
